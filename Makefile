@@ -1,0 +1,42 @@
+# One entry point for everything a developer or CI does. `make dev` and `make test` are the two that matter.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+export PYTHONPATH := $(CURDIR):$(CURDIR)/gen
+
+.PHONY: help venv install proto migrate dev test test-fast bench clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	# torch/torchvision first, pinned: they come from the local wheel cache where one exists
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## create the virtual environment and install everything
+
+install: venv
+
+gen/.stamp: $(wildcard protos/fer/v1/*.proto) | $(VENV)/.installed
+	rm -rf gen && mkdir -p gen
+	$(PY) -m grpc_tools.protoc -I protos --python_out=gen --pyi_out=gen --grpc_python_out=gen protos/fer/v1/*.proto
+	touch gen/fer/__init__.py gen/fer/v1/__init__.py gen/.stamp
+
+proto: gen/.stamp ## generate the gRPC stubs from protos/ (into gen/, not committed)
+
+migrate: proto ## apply database migrations (local SQLite by default)
+	$(PY) -m services.auth.cli migrate
+
+dev: proto ## run the whole platform locally: gateway on http://127.0.0.1:8080
+	$(PY) -m scripts.dev
+
+test: proto ## run the whole test suite (needs the local PostgreSQL and RabbitMQ)
+	$(PY) -m pytest
+
+clean:
+	rm -rf gen var .pytest_cache

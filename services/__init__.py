@@ -1,0 +1,1 @@
+"""The platform's services: gateway, auth, inference, reports."""

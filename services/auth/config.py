@@ -1,0 +1,29 @@
+from pydantic_settings import SettingsConfigDict
+
+from ferkit.config import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore")
+
+    service_name: str = "auth"
+    grpc_port: int = 50051
+    metrics_port: int = 9101
+    database_url: str = "sqlite+aiosqlite:///var/auth.db"
+    # PEM of the EC P-256 key that signs access tokens. Empty: a key is generated at start
+    # (fine for one local process; production passes one from a Secret so every replica agrees).
+    jwt_private_key: str = ""
+    jwt_issuer: str = "fer-platform-auth"
+    jwt_audience: str = "fer-platform"
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 14 * 24 * 3600
+    # Failed logins allowed per account and per client address inside the window before 429s.
+    max_failed_logins_per_account: int = 5
+    max_failed_logins_per_address: int = 20
+    failed_login_window_s: int = 900
+    # argon2id cost (OWASP's minimum recommendation: 19 MiB, 2 passes).
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19456
+    # The first admin, created at start when both are set and the email is unknown.
+    admin_email: str = ""
+    admin_password: str = ""

@@ -1,0 +1,4 @@
+from ferkit.db import run_env
+from services.auth.models import Base
+
+run_env(Base.metadata)
