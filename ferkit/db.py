@@ -48,14 +48,19 @@ def upgrade(migrations_dir: Path, url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(migrations_dir, url), revision)
 
 
-def run_env(target_metadata) -> None:
-    """Body of every service's migrations/env.py: run Alembic over the async engine of the configured URL."""
+def run_env(target_metadata, version_table: str) -> None:
+    """Body of every service's migrations/env.py: run Alembic over the async engine of the configured URL.
+
+    Each service keeps its own version table, so services may share one database (tests, small installs).
+    """
     from alembic import context
 
     url = context.config.get_main_option("sqlalchemy.url")
 
     def migrate(connection: Connection) -> None:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(
+            connection=connection, target_metadata=target_metadata, render_as_batch=True, version_table=version_table
+        )
         with context.begin_transaction():
             context.run_migrations()
 
@@ -66,7 +71,7 @@ def run_env(target_metadata) -> None:
         await engine.dispose()
 
     if context.is_offline_mode():
-        context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+        context.configure(url=url, target_metadata=target_metadata, literal_binds=True, version_table=version_table)
         with context.begin_transaction():
             context.run_migrations()
     else:

@@ -50,7 +50,7 @@ def normalise_email(email: str) -> str:
     try:
         return validate_email(email.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        raise ValueError(str(exc)) from None
+        raise ValueError(f"email is not valid: {exc}") from None
 
 
 def clean_display_name(name: str) -> str:

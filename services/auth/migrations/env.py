@@ -1,4 +1,4 @@
 from ferkit.db import run_env
 from services.auth.models import Base
 
-run_env(Base.metadata)
+run_env(Base.metadata, version_table="alembic_version_auth")

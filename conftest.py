@@ -1,0 +1,6 @@
+"""Fixtures shared by every test directory; each area keeps its own in tests/fixtures/."""
+
+pytest_plugins = [
+    "tests.fixtures.databases",
+    "tests.fixtures.auth",
+]
