@@ -1,0 +1,237 @@
+"""What training and inference must agree on: classes, grey conversion, face crop, normalisation,
+and the metadata.json schema of a model version.
+
+NumPy and Pillow only: the inference image imports this module without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+# FER2013 label order: index i of a model's output is CLASSES[i].
+CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+# Default side of a face crop (FER2013 is 48x48 grey).
+FACE_SIZE: tuple[int, int] = (48, 48)
+
+# Extra room around a detector box, as a fraction of the box side on every side. Detector boxes
+# (RetinaFace, Haar) run from the eyebrows to the chin and ear to ear; FER2013 faces were cropped
+# looser, with the forehead, the chin line and a little hair or background in view. 0.15 on each
+# side (a square 1.3x the box side) makes detector crops of FER2013 photos line up with the
+# dataset's own framing.
+DEFAULT_MARGIN: float = 0.15
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How 0-255 grey pixels become the model's input: x = (pixel * scale - mean[c]) / std[c]."""
+
+    size: tuple[int, int] = FACE_SIZE  # (h, w)
+    channels: int = 1
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+
+    def __post_init__(self) -> None:
+        if len(self.size) != 2 or min(self.size) < 1:
+            raise ValueError(f"input size must be [h, w] with positive sides, got {self.size!r}")
+        if self.channels < 1:
+            raise ValueError(f"channels must be >= 1, got {self.channels}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError(
+                f"mean and std need one value per channel ({self.channels}), "
+                f"got {len(self.mean)} and {len(self.std)}"
+            )
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"std must be positive, got {self.std!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "size": [int(self.size[0]), int(self.size[1])],
+            "channels": int(self.channels),
+            "scale": float(self.scale),
+            "mean": [float(m) for m in self.mean],
+            "std": [float(s) for s in self.std],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "InputSpec":
+        try:
+            return cls(
+                size=(int(data["size"][0]), int(data["size"][1])),
+                channels=int(data["channels"]),
+                scale=float(data["scale"]),
+                mean=tuple(float(m) for m in data["mean"]),
+                std=tuple(float(s) for s in data["std"]),
+            )
+        except (KeyError, IndexError, TypeError) as exc:
+            raise ValueError(f"invalid input spec {data!r}: {exc}") from exc
+
+
+def to_grey(image: Image.Image) -> np.ndarray:
+    """Any Pillow image -> (H, W) uint8 luminance (ITU-R 601, as Pillow's "L" mode)."""
+    mode = image.mode
+    if mode == "L":
+        return np.asarray(image, dtype=np.uint8).copy()
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16/32-bit grey: rescale by the actual range of the integer type, not clip at 255.
+        arr = np.asarray(image)
+        if arr.dtype.kind in "ui" and arr.dtype.itemsize >= 2:
+            top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+            return np.clip(np.rint(arr.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
+    if mode == "F":
+        arr = np.asarray(image, dtype=np.float64)
+        top = 1.0 if arr.size and arr.max() <= 1.0 else 255.0
+        return np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        # Transparent pixels over white, as a browser shows them.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert("RGB").convert("L"), dtype=np.uint8).copy()
+
+
+def crop_face(
+    grey: np.ndarray,
+    box: tuple[int, int, int, int],
+    margin: float = DEFAULT_MARGIN,
+    size: tuple[int, int] = FACE_SIZE,
+) -> np.ndarray:
+    """Square crop around box = (x, y, w, h) with `margin` on every side, edge-padded where it
+    leaves the image, resized to `size` (h, w). Returns a uint8 array of that size."""
+    if grey.ndim != 2:
+        raise ValueError(f"crop_face expects a (H, W) grey array, got shape {grey.shape}")
+    x, y, w, h = (float(v) for v in box)
+    if w <= 0 or h <= 0:
+        raise ValueError(f"face box needs a positive width and height, got {tuple(box)!r}")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    cx, cy = x + w / 2.0, y + h / 2.0
+    left = int(np.floor(cx - side / 2.0))
+    top = int(np.floor(cy - side / 2.0))
+    side_px = max(1, int(round(side)))
+    height, width = grey.shape
+    pad_l, pad_t = max(0, -left), max(0, -top)
+    pad_r, pad_b = max(0, left + side_px - width), max(0, top + side_px - height)
+    if pad_l or pad_t or pad_r or pad_b:
+        grey = np.pad(grey, ((pad_t, pad_b), (pad_l, pad_r)), mode="edge")
+        left += pad_l
+        top += pad_t
+    patch = grey[top : top + side_px, left : left + side_px]
+    out = Image.fromarray(np.ascontiguousarray(patch, dtype=np.uint8), mode="L")
+    out = out.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR, reducing_gap=None)
+    return np.asarray(out, dtype=np.uint8).copy()
+
+
+def resize_grey(grey: np.ndarray, size: tuple[int, int] = FACE_SIZE) -> np.ndarray:
+    """Whole grey image (already a face crop) -> `size` (h, w) uint8."""
+    if grey.shape == tuple(size):
+        return np.asarray(grey, dtype=np.uint8)
+    out = Image.fromarray(np.asarray(grey, dtype=np.uint8), mode="L")
+    return np.asarray(out.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def normalise(faces: np.ndarray, spec: InputSpec = InputSpec()) -> np.ndarray:
+    """uint8 faces (N, H, W) or (H, W) -> float32 (N, C, H, W) model input."""
+    arr = np.asarray(faces)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ValueError(f"normalise expects (N, H, W) or (H, W) grey faces, got shape {arr.shape}")
+    if tuple(arr.shape[1:]) != tuple(spec.size):
+        raise ValueError(f"faces are {tuple(arr.shape[1:])}, the model expects {tuple(spec.size)}")
+    x = arr.astype(np.float32) * np.float32(spec.scale)
+    mean = np.asarray(spec.mean, dtype=np.float32)[None, :, None, None]
+    std = np.asarray(spec.std, dtype=np.float32)[None, :, None, None]
+    x = np.repeat(x[:, None], spec.channels, axis=1)
+    return ((x - mean) / std).astype(np.float32, copy=False)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+METADATA_SCHEMA_VERSION = 1
+
+
+@dataclass
+class ModelMetadata:
+    """metadata.json of a model version: enough to load model.pt and score it with nothing else."""
+
+    name: str
+    version: int
+    architecture: str
+    classes: tuple[str, ...] = CLASSES
+    input: InputSpec = field(default_factory=InputSpec)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    data_sha256: str = ""
+    training_config: dict[str, Any] = field(default_factory=dict)
+    git_revision: str = "unknown"
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    framework: str = "torchscript"
+    input_name: str = "input"
+    output_name: str = "logits"
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = METADATA_SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        self.classes = tuple(str(c) for c in self.classes)
+        if not self.classes:
+            raise ValueError("metadata needs at least one class")
+        if isinstance(self.input, dict):
+            self.input = InputSpec.from_dict(self.input)
+        if int(self.version) < 1:
+            raise ValueError(f"version must be >= 1, got {self.version}")
+        self.version = int(self.version)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["classes"] = list(self.classes)
+        data["input"] = self.input.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelMetadata":
+        known = set(cls.__dataclass_fields__)
+        missing = {"name", "version", "architecture", "classes", "input"} - set(data)
+        if missing:
+            raise ValueError(f"metadata.json lacks {sorted(missing)}")
+        kwargs = {k: v for k, v in data.items() if k in known}
+        return cls(**kwargs)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "ModelMetadata":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        return cls.from_dict(data)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write atomically (temp file + rename) so a reader never sees half a file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".metadata-", suffix=".json", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(self.to_dict(), fh, indent=2, sort_keys=False)
+                fh.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

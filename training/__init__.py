@@ -1,0 +1,1 @@
+"""Training, evaluation and export of FER models (`python -m training --help`)."""
