@@ -12,6 +12,7 @@ The inference service reacts to step 3 by loading the version in Triton.
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import os
 import re
@@ -20,7 +21,8 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -148,6 +150,31 @@ class KubernetesJobConfig:
     amqp_secret_name: str = ""
     amqp_secret_key: str = "AMQP_URL"
     extra_labels: dict[str, str] = field(default_factory=dict)
+
+
+TRAINING_ENV_PREFIX = "INFERENCE_TRAINING_"
+
+
+def config_from_env(environ: Mapping[str, str] | None = None,
+                    prefix: str = TRAINING_ENV_PREFIX) -> KubernetesJobConfig:
+    """KubernetesJobConfig from INFERENCE_TRAINING_<FIELD> variables (dicts and lists as JSON)."""
+    environ = os.environ if environ is None else environ
+    kwargs: dict[str, Any] = {}
+    for f in fields(KubernetesJobConfig):
+        raw = environ.get(prefix + f.name.upper())
+        if raw is None or raw == "":
+            continue
+        default = getattr(KubernetesJobConfig(), f.name)
+        if isinstance(default, bool):
+            kwargs[f.name] = raw.lower() in ("1", "true", "yes")
+        elif isinstance(default, int):
+            kwargs[f.name] = int(raw)
+        elif isinstance(default, (dict, tuple)):
+            value = json.loads(raw)
+            kwargs[f.name] = tuple(value) if isinstance(default, tuple) else dict(value)
+        else:
+            kwargs[f.name] = raw
+    return KubernetesJobConfig(**kwargs)
 
 
 def job_name(job_id: str) -> str:

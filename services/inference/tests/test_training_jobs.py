@@ -367,3 +367,22 @@ def test_steps_script_is_valid_posix_shell(tmp_path: Path) -> None:
     path = tmp_path / "s.sh"
     path.write_text(script)
     assert os.system(f"sh -n {path}") == 0
+
+
+def test_config_from_env_reads_every_kind_of_field() -> None:
+    from services.inference.training_jobs import config_from_env
+
+    cfg = config_from_env({
+        "INFERENCE_TRAINING_NAMESPACE": "ml",
+        "INFERENCE_TRAINING_IMAGE": "r/fer-training:2",
+        "INFERENCE_TRAINING_BACKOFF_LIMIT": "3",
+        "INFERENCE_TRAINING_NODE_SELECTOR": '{"pool": "gpu"}',
+        "INFERENCE_TRAINING_TOLERATIONS": '[{"key": "nvidia.com/gpu", "operator": "Exists"}]',
+        "INFERENCE_TRAINING_SERVICE_ACCOUNT": "",  # empty keeps the default
+        "UNRELATED": "x",
+    })
+    assert cfg.namespace == "ml" and cfg.image == "r/fer-training:2" and cfg.backoff_limit == 3
+    assert cfg.node_selector == {"pool": "gpu"}
+    assert cfg.tolerations == ({"key": "nvidia.com/gpu", "operator": "Exists"},)
+    assert cfg.service_account == KubernetesJobConfig().service_account
+    validate_strict(build_job(TrainingJobSpec(job_id="e", dataset="d", recipe="r", gpus=1), cfg))
