@@ -44,12 +44,18 @@ class ObservabilityMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            # Route templates, never raw paths: ids in paths would explode the label set.
-            label = getattr(route, "path", None) or ("static" if status < 400 else "unmatched")
+            label = _route_template(scope, status)
             HTTP_REQUESTS.labels(label, scope["method"], str(status)).inc()
             HTTP_LATENCY.labels(label, scope["method"]).observe(time.perf_counter() - start)
             request_id_var.reset(token)
+
+
+def _route_template(scope: Scope, status: int) -> str:
+    """The matched route with its parameters as {names}: raw paths with ids would explode the label set."""
+    if "route" not in scope:
+        return "static" if status < 400 else "unmatched"
+    names = {str(value): "{" + name + "}" for name, value in scope.get("path_params", {}).items()}
+    return "/".join(names.get(part, part) for part in scope["path"].split("/"))
 
 
 class BodyLimitMiddleware:

@@ -1,5 +1,5 @@
 """Request and response bodies of the REST API. Requests forbid unknown fields (a typo is a 422, not ignored)."""
-from datetime import datetime
+from datetime import datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,8 +51,8 @@ class UserOut(BaseModel):
             display_name=user.display_name,
             role="admin" if user.role == auth_pb2.ROLE_ADMIN else "user",
             computations=user.computations,
-            created_at=user.created_at.ToDatetime(),
-            updated_at=user.updated_at.ToDatetime(),
+            created_at=user.created_at.ToDatetime(timezone.utc),
+            updated_at=user.updated_at.ToDatetime(timezone.utc),
         )
 
 

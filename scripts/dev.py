@@ -1,0 +1,146 @@
+"""Run the whole platform on this machine: `make dev` (gateway on http://127.0.0.1:8080).
+
+Embedded defaults: SQLite files and logs under var/, the bundled Triton, an in-process report queue
+(set AMQP_URL to use RabbitMQ). Ctrl-C stops every process. `--port-base N` moves every port
+(N = gateway, N+1.. the rest) so a second copy can run beside the first, as the browser tests do.
+"""
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+@dataclass
+class Ports:
+    gateway: int = 8080
+    auth: int = 50051
+    inference: int = 50052
+    reports: int = 50053
+    triton_http: int = 8000
+    triton_grpc: int = 8001
+    triton_metrics: int = 8002
+    auth_metrics: int = 9101
+    inference_metrics: int = 9102
+    reports_metrics: int = 9103
+    worker_metrics: int = 9104
+
+    @classmethod
+    def from_base(cls, base: int) -> "Ports":
+        return cls(*range(base, base + len(cls.__dataclass_fields__)))
+
+
+@dataclass
+class Process:
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _secret_file(path: Path, make) -> str:
+    """A local secret made once and kept, so tokens and the admin password survive restarts."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text()
+
+
+def _new_signing_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+
+
+def platform(var: Path, ports: Ports) -> tuple[list[list[str]], list[Process], dict[str, str]]:
+    """What `make dev` runs: setup commands (migrations), then long-running processes, and their shared env."""
+    logs = var / "log"
+    admin_password = _secret_file(var / "admin-password.txt", lambda: secrets.token_urlsafe(12) + "-A1")
+    env = {
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}",
+        "AUTH_DATABASE_URL": f"sqlite+aiosqlite:///{var / 'auth.db'}",
+        "AUTH_JWT_PRIVATE_KEY": _secret_file(var / "jwt-signing-key.pem", _new_signing_key),
+        "AUTH_ADMIN_EMAIL": "admin@example.com",
+        "AUTH_ADMIN_PASSWORD": admin_password,
+        "AUTH_GRPC_PORT": str(ports.auth),
+        "AUTH_METRICS_PORT": str(ports.auth_metrics),
+        "AUTH_LOG_FILE": str(logs / "auth.log"),
+        "GATEWAY_HTTP_PORT": str(ports.gateway),
+        "GATEWAY_AUTH_ADDR": f"127.0.0.1:{ports.auth}",
+        "GATEWAY_INFERENCE_ADDR": f"127.0.0.1:{ports.inference}",
+        "GATEWAY_REPORTS_ADDR": f"127.0.0.1:{ports.reports}",
+        "GATEWAY_FRONTEND_DIR": str(ROOT / "frontend"),
+        "GATEWAY_LOG_FILE": str(logs / "gateway.log"),
+    }
+    setup = [
+        [PYTHON, "-m", "services.auth.cli", "migrate"],
+    ]
+    processes = [
+        Process("auth", [PYTHON, "-m", "services.auth.server"]),
+        Process("gateway", [PYTHON, "-m", "services.gateway.server"]),
+    ]
+    return setup, processes, env
+
+
+def _stop(running: dict[str, subprocess.Popen], grace_s: float = 10.0) -> None:
+    for proc in running.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in running.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--var", type=Path, default=ROOT / "var", help="state folder: databases, logs, local secrets")
+    parser.add_argument("--port-base", type=int, default=0, help="move every port: gateway here, the others after it")
+    args = parser.parse_args(argv)
+    var = args.var.resolve()
+    ports = Ports.from_base(args.port_base) if args.port_base else Ports()
+    setup, processes, env = platform(var, ports)
+    # The caller's environment wins: AMQP_URL, a PostgreSQL URL, other ports...
+    env = {**os.environ, **env, **{k: v for k, v in os.environ.items() if k in env}}
+
+    for command in setup:
+        subprocess.run(command, env=env, cwd=ROOT, check=True)
+
+    running: dict[str, subprocess.Popen] = {}
+    stopping = []
+    # Ctrl-C (or SIGTERM) asks for a stop; every child then gets SIGTERM and time to drain.
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    try:
+        for proc in processes:
+            running[proc.name] = subprocess.Popen(proc.argv, env={**env, **proc.env}, cwd=ROOT)
+        print(
+            f"\nFER platform: http://127.0.0.1:{ports.gateway}/ (API docs at /docs)\n"
+            f"admin: admin@example.com / password in {var / 'admin-password.txt'}\n"
+            f"logs: {var / 'log'}; Ctrl-C stops everything\n",
+            flush=True,
+        )
+        while not stopping:
+            for name, proc in running.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with {proc.returncode}; stopping the platform", file=sys.stderr, flush=True)
+                    return proc.returncode or 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        _stop(running)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
