@@ -1,0 +1,101 @@
+"""The shared kit: request ids across gRPC, metrics by status code, health, reflection, dependencies."""
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from prometheus_client import REGISTRY
+
+from fer.v1 import auth_pb2, auth_pb2_grpc
+from ferkit.grpc_client import open_channel
+from ferkit.logs import request_id_var
+from tests.fixtures.auth import unique_email
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class _CaptureRequestIds(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append((record.getMessage(), request_id_var.get()))
+
+
+async def test_request_id_travels_from_gateway_to_auth(gateway):
+    capture = _CaptureRequestIds()
+    logger = logging.getLogger("services.auth.service")
+    logger.addHandler(capture)
+    logger.setLevel(logging.INFO)
+    try:
+        response = await gateway.post(
+            "/api/v1/auth/register",
+            json={"email": unique_email(), "password": "Correct-horse-9", "display_name": "Trace"},
+            headers={"X-Request-ID": "trace-from-browser"},
+        )
+        assert response.status_code == 201
+    finally:
+        logger.removeHandler(capture)
+    assert ("registered user " + response.json()["id"], "trace-from-browser") in capture.seen
+
+
+async def test_grpc_metrics_health_and_reflection(auth_address):
+    def handled(code: str) -> float:
+        labels = {"grpc_service": "fer.v1.AuthService", "grpc_method": "GetUser", "grpc_code": code}
+        return REGISTRY.get_sample_value("grpc_server_handled_total", labels) or 0.0
+
+    before = handled("NOT_FOUND")
+    channel = open_channel(auth_address)
+    try:
+        try:
+            await auth_pb2_grpc.AuthServiceStub(channel).GetUser(auth_pb2.GetUserRequest(user_id="nobody"))
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.NOT_FOUND
+        # The server counts the call as its handler returns, a moment after the client has the status.
+        for _ in range(50):
+            if handled("NOT_FOUND") == before + 1:
+                break
+            await asyncio.sleep(0.02)
+        assert handled("NOT_FOUND") == before + 1
+
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "fer.v1.AuthService"):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        replies = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = [service.name async for reply in replies for service in reply.list_services_response.service]
+        assert {"fer.v1.AuthService", "grpc.health.v1.Health"} <= set(names)
+    finally:
+        await channel.close()
+
+
+def _closure(extras: dict, name: str) -> set[str]:
+    """Every requirement an extra pulls in, following the project's self-references."""
+    found = set()
+    for requirement in extras[name]:
+        if requirement.startswith("fer-platform["):
+            for inner in requirement[len("fer-platform[") : -1].split(","):
+                found |= _closure(extras, inner)
+        else:
+            found.add(requirement.split(";")[0].split("[")[0].split("=")[0].split(">")[0].split("<")[0].split("~")[0].strip().lower())
+    return found
+
+
+def test_light_services_never_pull_torch():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    for service in ("gateway", "auth", "reports"):
+        assert not {"torch", "torchvision", "nvidia-pytriton"} & _closure(extras, service), service
+    # And importing them does not load torch either.
+    code = "import sys, services.gateway.app, services.auth.server; assert 'torch' not in sys.modules, 'torch imported'"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}"}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)
