@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 export PYTHONPATH := $(CURDIR):$(CURDIR)/gen
 
-.PHONY: help venv install proto migrate dev test test-fast bench clean
+.PHONY: help venv install tools proto migrate dev test bench clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -22,6 +22,9 @@ venv: $(VENV)/.installed ## create the virtual environment and install everythin
 
 install: venv
 
+tools: $(VENV)/.installed ## system tools the tests need (helm, promtool, chromium...): every scripts/install-*.sh, idempotent
+	for script in scripts/install-*.sh; do bash $$script || exit 1; done
+
 gen/.stamp: $(wildcard protos/fer/v1/*.proto) | $(VENV)/.installed
 	rm -rf gen && mkdir -p gen
 	$(PY) -m grpc_tools.protoc -I protos --python_out=gen --pyi_out=gen --grpc_python_out=gen protos/fer/v1/*.proto
@@ -35,7 +38,7 @@ migrate: proto ## apply database migrations (local SQLite by default)
 dev: proto ## run the whole platform locally: gateway on http://127.0.0.1:8080
 	$(PY) -m scripts.dev
 
-test: proto ## run the whole test suite (needs the local PostgreSQL and RabbitMQ)
+test: proto tools ## run the whole test suite (needs the local PostgreSQL and RabbitMQ)
 	$(PY) -m pytest
 
 clean:
