@@ -1,0 +1,334 @@
+"""The Helm chart and the plain manifests: lint, schema-validate every rendering, and check the wiring
+between objects (what a schema cannot see: selectors, ports, secrets, policies, GPU placement)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.inference.training_jobs import (
+    TRAINING_ENV_PREFIX,
+    KubernetesJobConfig,
+    TrainingJobSpec,
+    build_job,
+    config_from_env,
+)
+from tests.deploy.tools import CHART, K8S_VERSION, REPO, check, run, tool
+
+VALUES_FILES = [None, *sorted(p.name for p in (CHART / "ci").glob("*.yaml"))]
+VALUES_IDS = ["default" if v is None else v for v in VALUES_FILES]
+PLATFORM = {"gateway", "auth", "inference", "reports", "reports-worker"}
+
+
+def helm_args(values: str | None) -> list[str]:
+    return ["-f", str(CHART / "ci" / values)] if values else []
+
+
+@functools.lru_cache(maxsize=None)
+def render_text(values: str | None) -> str:
+    return check([tool("helm"), "template", "fer", str(CHART), "--namespace", "fer", *helm_args(values)])
+
+
+def render(values: str | None) -> list[dict]:
+    return [d for d in yaml.safe_load_all(render_text(values)) if d]
+
+
+def kubernetes_validate(text: str, what: str) -> None:
+    proc = run([tool("kubernetes-validate"), "--strict", "-k", K8S_VERSION, "--quiet", "--no-warn", "-"], input=text)
+    if proc.returncode != 0 or "ERROR" in proc.stdout + proc.stderr:
+        pytest.fail(f"{what} fails Kubernetes {K8S_VERSION} schemas:\n{proc.stdout}{proc.stderr}", pytrace=False)
+
+
+def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def component(doc: dict) -> str:
+    return doc["metadata"]["labels"]["app.kubernetes.io/component"]
+
+
+def workloads(docs: list[dict]) -> list[dict]:
+    return [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+
+
+def containers(doc: dict, init: bool = False) -> list[dict]:
+    spec = doc["spec"]["template"]["spec"]
+    return spec.get("containers", []) + (spec.get("initContainers", []) if init else [])
+
+
+# ---------------------------------------------------------------- lint and schemas
+
+
+@pytest.mark.parametrize("values", VALUES_FILES, ids=VALUES_IDS)
+def test_helm_lint_strict(values: str | None) -> None:
+    check([tool("helm"), "lint", "--strict", str(CHART), *helm_args(values)])
+
+
+@pytest.mark.parametrize("values", VALUES_FILES, ids=VALUES_IDS)
+def test_rendered_chart_is_valid_kubernetes(values: str | None) -> None:
+    kubernetes_validate(render_text(values), f"helm template with {values or 'default values'}")
+
+
+def test_plain_manifests_are_valid_kubernetes() -> None:
+    for path in (REPO / "k8s").glob("*.yaml"):
+        if path.name == "values.yaml":
+            continue
+        kubernetes_validate(path.read_text(), str(path.relative_to(REPO)))
+
+
+def test_plain_manifests_are_in_step_with_the_chart() -> None:
+    proc = run(["bash", str(REPO / "scripts" / "render-k8s.sh"), "--check"], timeout=120)
+    assert proc.returncode == 0, f"k8s/ or the chart's files/ are stale: run `make k8s`\n{proc.stderr}"
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("gateway.replicaz=3", "replicaz"),  # a misspelt key
+    ("amqp.url=http://broker:5672", "amqp"),
+    ("triton.model.platform=tensorflow", "platform"),
+    ("image.pullPolicy=Sometimes", "pullPolicy"),
+])
+def test_schema_rejects_bad_values(setting: str, message: str) -> None:
+    proc = run([tool("helm"), "template", "fer", str(CHART), "--set", setting])
+    assert proc.returncode != 0, f"--set {setting} was accepted"
+    assert message in proc.stderr
+
+
+def test_external_services_without_urls_fail_with_a_clear_message() -> None:
+    proc = run([tool("helm"), "template", "fer", str(CHART), "--set", "rabbitmq.enabled=false"])
+    assert proc.returncode != 0 and "amqp.url (or amqp.existingSecret) is required" in proc.stderr
+    proc = run([tool("helm"), "template", "fer", str(CHART), "--set", "postgresql.auth.enabled=false"])
+    assert proc.returncode != 0 and "auth.database.url" in proc.stderr
+
+
+# ---------------------------------------------------------------- wiring
+
+
+@pytest.mark.parametrize("values", VALUES_FILES, ids=VALUES_IDS)
+def test_every_container_has_probes_resources_and_runs_unprivileged(values: str | None) -> None:
+    for doc in workloads(render(values)):
+        pod = doc["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, doc["metadata"]["name"]
+        for c in containers(doc):
+            where = f"{doc['metadata']['name']}/{c['name']}"
+            assert "livenessProbe" in c, f"{where} has no liveness probe"
+            if component(doc) != "reports-worker":  # a queue consumer serves no traffic to gate
+                assert "readinessProbe" in c, f"{where} has no readiness probe"
+            assert c["resources"]["requests"].get("memory"), f"{where} requests no memory"
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False, where
+            ports = {p["containerPort"] for p in c.get("ports", [])} | {p["name"] for p in c.get("ports", [])}
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                spec = c.get(probe, {})
+                port = (spec.get("grpc") or spec.get("httpGet") or {}).get("port")
+                if port is not None:
+                    assert port in ports, f"{where} {probe} targets port {port} it does not expose"
+
+
+def test_grpc_services_use_native_grpc_probes() -> None:
+    deployments = by_kind(render(None), "Deployment")
+    for name, port in (("auth", 50051), ("inference", 50052), ("reports", 50053)):
+        (c,) = containers(deployments[f"fer-fer-platform-{name}"])
+        assert c["readinessProbe"]["grpc"]["port"] == port
+        assert c["livenessProbe"]["grpc"]["port"] == port
+    (gw,) = containers(deployments["fer-fer-platform-gateway"])
+    assert gw["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert gw["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+@pytest.mark.parametrize("values", VALUES_FILES, ids=VALUES_IDS)
+def test_services_select_pods_and_target_named_ports(values: str | None) -> None:
+    docs = render(values)
+    pods = [(d["spec"]["template"]["metadata"]["labels"], containers(d)) for d in workloads(docs)]
+    for svc in by_kind(docs, "Service").values():
+        selector = svc["spec"]["selector"]
+        matching = [cs for labels, cs in pods if selector.items() <= labels.items()]
+        assert matching, f"Service {svc['metadata']['name']} selects no pod"
+        names = {p["name"] for cs in matching for c in cs for p in c.get("ports", [])}
+        for port in svc["spec"]["ports"]:
+            assert port["targetPort"] in names, f"{svc['metadata']['name']} targets missing port {port['targetPort']}"
+
+
+@pytest.mark.parametrize("values", VALUES_FILES, ids=VALUES_IDS)
+def test_secret_references_resolve(values: str | None) -> None:
+    docs = render(values)
+    rendered = set(by_kind(docs, "Secret"))
+    external = {"fer-jwt", "fer-admin", "fer-reports-db"} if values == "external-services.yaml" else set()
+    for doc in workloads(docs):
+        for c in containers(doc, init=True):
+            for env in c.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if not ref:
+                    continue
+                assert ref["name"] in rendered | external, f"{doc['metadata']['name']} needs Secret {ref['name']}"
+                if ref["name"] in rendered:
+                    secret = by_kind(docs, "Secret")[ref["name"]]
+                    keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
+                    assert ref["key"] in keys, f"Secret {ref['name']} has no key {ref['key']}"
+
+
+def test_generated_secrets_are_consistent() -> None:
+    secrets = by_kind(render(None), "Secret")
+    auth_db = secrets["fer-fer-platform-auth-db"]["stringData"]
+    assert auth_db["url"].startswith("postgresql+asyncpg://fer_auth:")
+    assert f":{auth_db['password']}@fer-fer-platform-auth-postgresql:5432/fer_auth" in auth_db["url"]
+    amqp = secrets["fer-fer-platform-amqp"]["stringData"]
+    assert amqp["url"] == f"amqp://fer:{amqp['password']}@fer-fer-platform-rabbitmq:5672/%2F"
+    import base64
+    pem = base64.b64decode(secrets["fer-fer-platform-jwt"]["data"]["private-key.pem"]).decode()
+    assert "BEGIN EC PRIVATE KEY" in pem  # ES256 signing key
+
+
+@pytest.mark.parametrize("values", VALUES_FILES, ids=VALUES_IDS)
+def test_network_policies_expose_only_the_gateway(values: str | None) -> None:
+    docs = render(values)
+    policies = by_kind(docs, "NetworkPolicy")
+    if values == "no-gpu-dev.yaml":
+        assert not policies
+        return
+    deny = policies["fer-fer-platform-default-deny"]
+    assert deny["spec"]["policyTypes"] == ["Ingress"] and "ingress" not in deny["spec"]
+    for name, pol in policies.items():
+        if name.endswith(("-default-deny", "-metrics")):
+            continue
+        target = pol["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for rule in pol["spec"]["ingress"]:
+            peers = rule.get("from")
+            if target == "gateway":
+                if values == "monitoring-ingress.yaml":
+                    assert peers and "namespaceSelector" in peers[0]
+                continue
+            assert peers, f"{name} lets anyone reach {target}"
+            allowed = {p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in peers}
+            if target == "auth-postgresql":
+                assert allowed == {"auth"}
+            elif target == "reports-postgresql":
+                assert allowed == {"reports", "reports-worker"}
+            elif target == "triton":
+                assert allowed == {"inference"}
+            else:
+                assert allowed <= PLATFORM | {"training"}, f"{name}: {allowed}"
+    if values != "external-services.yaml":
+        assert {"fer-fer-platform-auth-postgresql", "fer-fer-platform-reports-postgresql",
+                "fer-fer-platform-rabbitmq"} <= set(policies)
+
+
+def test_triton_runs_on_gpu_nodes_with_the_model_repository() -> None:
+    docs = render(None)
+    triton = by_kind(docs, "Deployment")["fer-fer-platform-triton"]
+    pod = triton["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert "--model-control-mode=explicit" in c["args"]
+    claim = next(v for v in pod["volumes"] if v["name"] == "model-repository")["persistentVolumeClaim"]["claimName"]
+    assert claim in by_kind(docs, "PersistentVolumeClaim")
+    config = by_kind(docs, "ConfigMap")["fer-fer-platform-triton-model-config"]["data"]["config.pbtxt"]
+    for line in ('platform: "pytorch_libtorch"', "kind: KIND_GPU", "dynamic_batching {", "max_queue_delay_microseconds: 2000",
+                 "max_batch_size: 64", 'name: "fer_resnet18"'):
+        assert line in config
+    # Triton's image must be able to seed the repository before the server starts.
+    assert pod["initContainers"][0]["name"] == "seed-model-repository"
+
+
+def test_no_gpu_values_put_triton_on_cpu() -> None:
+    docs = render("no-gpu-dev.yaml")
+    pod = by_kind(docs, "Deployment")["fer-fer-platform-triton"]["spec"]["template"]["spec"]
+    assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"]
+    assert "nodeSelector" not in pod and "tolerations" not in pod
+    assert "kind: KIND_CPU" in by_kind(docs, "ConfigMap")["fer-fer-platform-triton-model-config"]["data"]["config.pbtxt"]
+    assert not by_kind(docs, "HorizontalPodAutoscaler") and not by_kind(docs, "PodDisruptionBudget")
+    assert not by_kind(docs, "Role")  # no training: no API rights
+
+
+@pytest.mark.parametrize("values", VALUES_FILES, ids=VALUES_IDS)
+def test_autoscalers_and_disruption_budgets_point_at_workloads(values: str | None) -> None:
+    docs = render(values)
+    deployments = by_kind(docs, "Deployment")
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    if values != "no-gpu-dev.yaml":
+        assert {component(h) for h in hpas.values()} == {"gateway", "inference"}
+    for hpa in hpas.values():
+        target = deployments[hpa["spec"]["scaleTargetRef"]["name"]]
+        assert "replicas" not in target["spec"], "an autoscaled Deployment must leave replicas to the HPA"
+    for pdb in by_kind(docs, "PodDisruptionBudget").values():
+        selector = pdb["spec"]["selector"]["matchLabels"]
+        assert any(selector.items() <= d["spec"]["template"]["metadata"]["labels"].items() for d in workloads(docs))
+
+
+def test_inference_may_create_jobs_and_its_env_builds_a_valid_job() -> None:
+    import kubernetes_validate
+
+    docs = render("monitoring-ingress.yaml")
+    role = by_kind(docs, "Role")["fer-fer-platform-training-launcher"]
+    jobs_rule = next(r for r in role["rules"] if r["resources"] == ["jobs"])
+    assert jobs_rule["apiGroups"] == ["batch"] and {"create", "get", "delete"} <= set(jobs_rule["verbs"])
+    binding = by_kind(docs, "RoleBinding")["fer-fer-platform-training-launcher"]
+    assert binding["subjects"][0]["name"] == "fer-fer-platform-inference"
+    deployment = by_kind(docs, "Deployment")["fer-fer-platform-inference"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "fer-fer-platform-inference" and pod["automountServiceAccountToken"] is True
+
+    env = {e["name"]: e.get("value", "") for e in pod["containers"][0]["env"]}
+    known = {TRAINING_ENV_PREFIX + f.upper() for f in KubernetesJobConfig.__dataclass_fields__} | {"INFERENCE_TRAINING_LAUNCHER"}
+    unknown = {k for k in env if k.startswith(TRAINING_ENV_PREFIX)} - known
+    assert not unknown, f"the chart sets training settings the launcher does not read: {unknown}"
+    cfg = config_from_env(env)
+    assert cfg.namespace == "fer" and cfg.image.endswith("/fer-training:0.1.0")
+    assert cfg.service_account in by_kind(docs, "ServiceAccount")
+    assert cfg.model_repository_pvc in by_kind(docs, "PersistentVolumeClaim")
+    assert cfg.dataset_pvc in by_kind(docs, "PersistentVolumeClaim")
+    job = build_job(TrainingJobSpec(job_id="from-chart", dataset="fer2013/fer2013.csv.gz", recipe="r", gpus=2), cfg)
+    kubernetes_validate.validate(job, K8S_VERSION, strict=True)
+    assert job["spec"]["template"]["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    # The rabbitmq NetworkPolicy admits training pods by these labels.
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/instance"] == "fer" and labels["app.kubernetes.io/component"] == "training"
+
+
+def test_services_bind_all_interfaces_and_find_each_other() -> None:
+    docs = render(None)
+    services = by_kind(docs, "Service")
+    for d in by_kind(docs, "Deployment").values():
+        if component(d) in ("triton",):
+            continue
+        env = {e["name"]: e.get("value") for e in containers(d)[0]["env"]}
+        prefix = component(d).split("-")[0].upper()
+        assert env[f"{prefix}_HOST"] == "0.0.0.0", f"{d['metadata']['name']} would listen on loopback only"
+    gw_env = {e["name"]: e.get("value") for e in containers(by_kind(docs, "Deployment")["fer-fer-platform-gateway"])[0]["env"]}
+    for key in ("GATEWAY_AUTH_ADDR", "GATEWAY_INFERENCE_ADDR", "GATEWAY_REPORTS_ADDR"):
+        host, port = gw_env[key].split(":")
+        assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}, key
+
+
+def test_monitoring_objects_match_services_and_rules_pass_promtool(tmp_path: Path) -> None:
+    docs = render("monitoring-ingress.yaml")
+    services = by_kind(docs, "Service")
+    monitors = by_kind(docs, "ServiceMonitor")
+    assert {component(m) for m in monitors.values()} == {"gateway", "auth", "inference", "reports", "triton"}
+    for mon in monitors.values():
+        assert mon["spec"]["jobLabel"] == "app.kubernetes.io/component"
+        selected = [s for s in services.values() if mon["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
+        assert len(selected) == 1, mon["metadata"]["name"]
+        assert mon["spec"]["endpoints"][0]["port"] in {p["name"] for p in selected[0]["spec"]["ports"]}
+    assert "fer-fer-platform-reports-worker" in by_kind(docs, "PodMonitor")
+
+    (rule,) = by_kind(docs, "PrometheusRule").values()
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    check([tool("promtool"), "check", "rules", str(path)])
+    source = yaml.safe_load((REPO / "monitoring" / "rules" / "fer-alerts.yml").read_text())
+    assert rule["spec"]["groups"] == source["groups"]
+
+    dashboard = by_kind(docs, "ConfigMap")["fer-fer-platform-dashboard"]
+    assert json.loads(dashboard["data"]["fer-platform.json"])["uid"] == "fer-platform"
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+def test_plain_manifests_carry_no_credentials() -> None:
+    docs = [d for d in yaml.safe_load_all((REPO / "k8s" / "fer-platform.yaml").read_text()) if d]
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    assert all(d["metadata"].get("namespace", "fer") == "fer" for d in docs)
