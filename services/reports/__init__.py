@@ -1,0 +1,1 @@
+"""Results history and asynchronous PDF/JSON reports (gRPC, PostgreSQL, RabbitMQ)."""

@@ -1,0 +1,233 @@
+"""The ReportsService gRPC servicer: the results history and report requests."""
+import base64
+import binascii
+import logging
+from datetime import datetime
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import undefer
+
+from fer.v1 import common_pb2, reports_pb2, reports_pb2_grpc
+from ferkit.vision import CLASSES
+from services.reports.config import Settings
+from services.reports.metrics import JOBS
+from services.reports.models import FORMATS, Report, Result, as_utc, utcnow
+
+log = logging.getLogger(__name__)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CONTENT_TYPES = {"pdf": "application/pdf", "json": "application/json"}
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(as_utc(value))
+    return stamp
+
+
+def result_to_proto(row: Result) -> reports_pb2.Result:
+    return reports_pb2.Result(
+        id=row.id,
+        owner_id=row.owner_id,
+        created_at=_timestamp(row.created_at),
+        model=common_pb2.ModelRef(name=row.model_name, version=row.model_version, classes=row.model_classes),
+        faces=[
+            common_pb2.FacePrediction(
+                box=common_pb2.Box(x=f["box"][0], y=f["box"][1], width=f["box"][2], height=f["box"][3]),
+                label=f["label"],
+                scores=f["scores"],
+                detection_score=f.get("detection_score", 0.0),
+            )
+            for f in row.faces
+        ],
+        timings=common_pb2.Timings(**row.timings),
+        notes=row.notes,
+        filename=row.filename,
+        image_width=row.image_width,
+        image_height=row.image_height,
+        message=row.message,
+        has_annotated_image=row.has_annotated_image,
+    )
+
+
+def report_to_proto(row: Report) -> reports_pb2.Report:
+    return reports_pb2.Report(
+        id=row.id,
+        owner_id=row.owner_id,
+        result_id=row.result_id,
+        format=row.format,
+        status=row.status,
+        error=row.error,
+        attempts=row.attempts,
+        created_at=_timestamp(row.created_at),
+        updated_at=_timestamp(row.updated_at),
+        filename=row.filename,
+        content_type=row.content_type,
+        size_bytes=row.size_bytes,
+    )
+
+
+def _faces_from_request(request: reports_pb2.SaveResultRequest, classes: list[str]) -> list[dict]:
+    faces = []
+    for i, face in enumerate(request.faces):
+        if len(face.scores) != len(classes):
+            raise ValueError(f"face {i} has {len(face.scores)} scores; the model has {len(classes)} classes")
+        if face.box.width <= 0 or face.box.height <= 0:
+            raise ValueError(f"face {i} needs a box with a positive width and height")
+        faces.append(
+            {
+                "box": [face.box.x, face.box.y, face.box.width, face.box.height],
+                "label": face.label or classes[max(range(len(classes)), key=lambda k: face.scores[k])],
+                # float32 on the wire; rounded so the JSON holds what the model said, not binary noise.
+                "scores": [round(float(s), 6) for s in face.scores],
+                "detection_score": round(float(face.detection_score), 6),
+            }
+        )
+    return faces
+
+
+def _encode_cursor(row: Result) -> str:
+    raw = f"{as_utc(row.created_at).isoformat()}|{row.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(token: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        stamp, row_id = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), row_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValueError("page_token is not valid") from None
+
+
+class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
+    def __init__(self, settings: Settings, sessions: async_sessionmaker, dispatcher) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        # Hands report ids to the workers: RabbitMQ, or the in-process queue (services.reports.dispatch).
+        self.dispatcher = dispatcher
+
+    # --- results history ----------------------------------------------------------------------
+
+    @staticmethod
+    async def _owned_or_abort(session, model, owner_id: str, row_id: str, context, *options):
+        row = None
+        if owner_id and row_id:
+            row = await session.scalar(select(model).where(model.id == row_id, model.owner_id == owner_id).options(*options))
+        if row is None:
+            # Another owner's row and a missing one look the same.
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"{model.__tablename__[:-1]} not found")
+        return row
+
+    async def _result_or_abort(self, session, owner_id: str, result_id: str, context, *options) -> Result:
+        return await self._owned_or_abort(session, Result, owner_id, result_id, context, *options)
+
+    async def SaveResult(self, request, context):
+        try:
+            if not request.owner_id:
+                raise ValueError("owner_id is required")
+            if len(request.notes) > self.settings.max_notes_chars:
+                raise ValueError(f"notes must have at most {self.settings.max_notes_chars} characters")
+            if request.annotated_png and not request.annotated_png.startswith(PNG_SIGNATURE):
+                raise ValueError("annotated_png is not a PNG")
+            classes = list(request.model.classes) or list(CLASSES)
+            faces = _faces_from_request(request, classes)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        t = request.timings
+        row = Result(
+            owner_id=request.owner_id,
+            model_name=request.model.name,
+            model_version=request.model.version,
+            model_classes=classes,
+            faces=faces,
+            timings={
+                "decode_ms": t.decode_ms,
+                "detect_ms": t.detect_ms,
+                "infer_ms": t.infer_ms,
+                "annotate_ms": t.annotate_ms,
+                "total_ms": t.total_ms,
+            },
+            notes=request.notes,
+            message=request.message,
+            filename=request.filename[:255],
+            image_width=request.image_width,
+            image_height=request.image_height,
+            original_content_type=request.original_content_type[:100],
+            original_image=request.original_image,
+            annotated_png=request.annotated_png,
+            has_annotated_image=bool(request.annotated_png),
+        )
+        async with self.sessions() as session:
+            session.add(row)
+            await session.commit()
+        return result_to_proto(row)
+
+    async def GetResult(self, request, context):
+        async with self.sessions() as session:
+            return result_to_proto(await self._result_or_abort(session, request.owner_id, request.id, context))
+
+    async def ListResults(self, request, context):
+        """Newest first, keyset-paginated on (created_at, id): pages stay stable while new results arrive."""
+        size = request.page.page_size or self.settings.default_page_size
+        if not 0 < size <= self.settings.max_page_size:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"page_size must be between 1 and {self.settings.max_page_size}")
+        query = select(Result).where(Result.owner_id == request.owner_id)
+        if request.page.page_token:
+            try:
+                stamp, row_id = _decode_cursor(request.page.page_token)
+            except ValueError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            query = query.where(or_(Result.created_at < stamp, and_(Result.created_at == stamp, Result.id < row_id)))
+        async with self.sessions() as session:
+            rows = list(await session.scalars(query.order_by(Result.created_at.desc(), Result.id.desc()).limit(size + 1)))
+            total = await session.scalar(select(func.count()).select_from(Result).where(Result.owner_id == request.owner_id))
+        more = len(rows) > size
+        rows = rows[:size]
+        return reports_pb2.ListResultsResponse(
+            results=[result_to_proto(r) for r in rows],
+            page=common_pb2.PageInfo(next_page_token=_encode_cursor(rows[-1]) if more else "", total=total),
+        )
+
+    async def GetAnnotatedImage(self, request, context):
+        async with self.sessions() as session:
+            row = await self._result_or_abort(session, request.owner_id, request.id, context, undefer(Result.annotated_png))
+        if not row.annotated_png:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "this result has no annotated image")
+        stem = (row.filename.rsplit(".", 1)[0] or "result") if row.filename else "result"
+        return reports_pb2.FileContent(content=row.annotated_png, content_type="image/png", filename=f"{stem}-annotated.png")
+
+    # --- reports ------------------------------------------------------------------------------
+
+    async def _report_or_abort(self, session, owner_id: str, report_id: str, context, *options) -> Report:
+        return await self._owned_or_abort(session, Report, owner_id, report_id, context, *options)
+
+    async def RequestReport(self, request, context):
+        fmt = request.format.lower()
+        if fmt not in FORMATS:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"format must be one of {', '.join(FORMATS)}")
+        async with self.sessions() as session:
+            await self._result_or_abort(session, request.owner_id, request.result_id, context)
+            # The row first: if publishing fails below, the re-publisher sends it later. Never lost.
+            row = Report(owner_id=request.owner_id, result_id=request.result_id, format=fmt, status="queued", published=False)
+            session.add(row)
+            await session.commit()
+        JOBS.labels("queued").inc()
+        await self.dispatcher.submit(row.id)
+        return report_to_proto(row)
+
+    async def GetReport(self, request, context):
+        async with self.sessions() as session:
+            return report_to_proto(await self._report_or_abort(session, request.owner_id, request.id, context))
+
+    async def GetReportFile(self, request, context):
+        async with self.sessions() as session:
+            row = await self._report_or_abort(session, request.owner_id, request.id, context, undefer(Report.file))
+        if row.status != "done" or row.file is None:
+            detail = f"report is {row.status}" + (f": {row.error}" if row.status == "failed" and row.error else "")
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, detail)
+        return reports_pb2.FileContent(content=row.file, content_type=row.content_type, filename=row.filename)
+
