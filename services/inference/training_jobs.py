@@ -1,11 +1,11 @@
 """Training-job launcher: one interface, run as a Kubernetes batch/v1 Job or as a local subprocess.
 
-A job runs three steps in order (the same in both launchers):
-  1. torchrun --nproc_per_node=N -m training train --config RECIPE --set data.path=... --set out_dir=...
-  2. python -m training export --run OUT_DIR --repository MODEL_REPO --name MODEL
+A job runs three steps in order (the same argv in both launchers):
+  1. torchrun --standalone --nproc_per_node=N -m training train RECIPE --set data.path=... --out RUN_DIR
+  2. python -m training export RUN_DIR/best.pt --repo MODEL_REPO --name MODEL
      (writes the next numbered version MODEL_REPO/MODEL/<v>/model.pt + metadata.json)
-  3. python -m training announce --repository MODEL_REPO --name MODEL
-     (publishes {name, version} on the `fer.models` exchange, key `model.version.created`)
+  3. python -m services.inference.training_jobs announce --repo MODEL_REPO --name MODEL
+     (publishes {"name", "version"} on the topic exchange `fer.models`, key `model.version.created`)
 The inference service reacts to step 3 by loading the version in Triton.
 """
 
@@ -101,17 +101,17 @@ def training_steps(spec: TrainingJobSpec, *, data_dir: str, model_repository: st
     run_dir = f"{work_dir.rstrip('/')}/{spec.job_id}"
     train = [
         torchrun, "--standalone", f"--nproc_per_node={spec.nproc_per_node}",
-        "-m", "training", "train", "--config", spec.recipe_path,
+        "-m", "training", "train", spec.recipe_path,
         "--set", f"data.path={data_dir.rstrip('/')}/{spec.dataset}",
-        "--set", f"out_dir={run_dir}",
         "--set", f"name={spec.model_name}",
     ]
     for item in spec.overrides:
         train += ["--set", item]
-    export = [python, "-m", "training", "export", "--run", run_dir,
-              "--repository", model_repository, "--name", spec.model_name]
-    announce = [python, "-m", "training", "announce", "--repository", model_repository,
-                "--name", spec.model_name]
+    train += ["--out", run_dir, "--cache-dir", f"{work_dir.rstrip('/')}/cache", "--no-progress"]
+    export = [python, "-m", "training", "export", f"{run_dir}/best.pt",
+              "--repo", model_repository, "--name", spec.model_name]
+    announce = [python, "-m", "services.inference.training_jobs", "announce",
+                "--repo", model_repository, "--name", spec.model_name]
     return [train, export, announce]
 
 
@@ -148,7 +148,7 @@ class KubernetesJobConfig:
     tolerations: tuple[dict[str, Any], ...] = ()
     # Secret holding AMQP_URL for the announce step; empty = not set (announce then logs only).
     amqp_secret_name: str = ""
-    amqp_secret_key: str = "AMQP_URL"
+    amqp_secret_key: str = "url"
     extra_labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -440,3 +440,63 @@ class LocalLauncher:
             proc = self._procs.get(job_id)
         if proc is not None and proc.poll() is None:
             proc.terminate()
+
+
+# --------------------------------------------------------------------------------------------
+# Announcing a new version (the last step of a job)
+
+MODELS_EXCHANGE = "fer.models"
+VERSION_CREATED_KEY = "model.version.created"
+
+
+def latest_version(repository: str | os.PathLike[str], name: str) -> int:
+    """The highest numbered version of `name` that has its metadata (i.e. was fully exported)."""
+    model_dir = Path(repository) / name
+    versions = [int(p.name) for p in model_dir.iterdir()
+                if p.name.isdigit() and (p / "metadata.json").is_file()] if model_dir.is_dir() else []
+    if not versions:
+        raise FileNotFoundError(f"no exported version of {name!r} under {model_dir}")
+    return max(versions)
+
+
+def announce_version(amqp_url: str, name: str, version: int) -> None:
+    """Publish {"name", "version"} persistently on the fer.models topic exchange."""
+    import pika
+
+    body = json.dumps({"name": name, "version": version}).encode()
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(MODELS_EXCHANGE, exchange_type="topic", durable=True)
+        channel.confirm_delivery()  # the job only succeeds once the broker has the message
+        channel.basic_publish(MODELS_EXCHANGE, VERSION_CREATED_KEY, body, pika.BasicProperties(
+            content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent))
+    finally:
+        connection.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m services.inference.training_jobs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ann = sub.add_parser("announce", help="announce the latest exported version on RabbitMQ (AMQP_URL)")
+    ann.add_argument("--repo", required=True, help="model repository root")
+    ann.add_argument("--name", required=True, help="model name")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    version = latest_version(args.repo, args.name)
+    amqp_url = os.environ.get("AMQP_URL", "")
+    if not amqp_url:
+        # make dev without a broker: the local launcher's caller sees the job finish instead.
+        log.info("AMQP_URL is not set: version %s/%d not announced", args.name, version)
+        print(json.dumps({"name": args.name, "version": version, "announced": False}))
+        return 0
+    announce_version(amqp_url, args.name, version)
+    log.info("announced %s version %d on %s", args.name, version, MODELS_EXCHANGE)
+    print(json.dumps({"name": args.name, "version": version, "announced": True}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -227,7 +227,7 @@ def test_triton_runs_on_gpu_nodes_with_the_model_repository() -> None:
     claim = next(v for v in pod["volumes"] if v["name"] == "model-repository")["persistentVolumeClaim"]["claimName"]
     assert claim in by_kind(docs, "PersistentVolumeClaim")
     config = by_kind(docs, "ConfigMap")["fer-fer-platform-triton-model-config"]["data"]["config.pbtxt"]
-    for line in ('platform: "pytorch_libtorch"', "kind: KIND_GPU", "dynamic_batching {", "max_queue_delay_microseconds: 2000",
+    for line in ('platform: "pytorch_libtorch"', "kind: KIND_GPU", "dynamic_batching {", "max_queue_delay_microseconds: 1000",
                  "max_batch_size: 64", 'name: "fer_resnet18"'):
         assert line in config
     # Triton's image must be able to seed the repository before the server starts.

@@ -91,9 +91,6 @@ else a new random one. Call with (dict "root" $ "secret" NAME "key" KEY "value" 
 {{- define "fer.datasetsClaim" -}}
 {{- .Values.training.datasets.existingClaim | default (printf "%s-datasets" (include "fer.fullname" .)) -}}
 {{- end -}}
-{{- define "fer.reportsClaim" -}}
-{{- .Values.reports.storage.existingClaim | default (printf "%s-reports" (include "fer.fullname" .)) -}}
-{{- end -}}
 
 {{/* Jobs run beside the release: they mount its namespaced model-repository claim. */}}
 {{- define "fer.trainingNamespace" -}}
@@ -177,11 +174,11 @@ prometheus.io/path: /metrics
     secretKeyRef:
       name: {{ include "fer.reportsDbSecret" . }}
       key: url
+- name: REPORTS_METRICS_PORT
+  value: {{ .Values.reports.metricsPort | quote }}
+- name: REPORTS_WORKER_METRICS_PORT
+  value: {{ .Values.reports.worker.metricsPort | quote }}
 {{ include "fer.amqpEnv" . }}
-{{- if .Values.reports.storage.enabled }}
-- name: REPORTS_STORAGE_DIR
-  value: {{ .Values.reports.storage.mountPath | quote }}
-{{- end }}
 {{- with .Values.reports.extraEnv }}
 {{ toYaml . }}
 {{- end }}

@@ -44,6 +44,7 @@ from services.inference.training_jobs import (
 )
 
 K8S_VERSION = "1.31.0"
+REPO_ROOT = Path(__file__).resolve().parents[3]
 NS = "fer"
 
 
@@ -122,10 +123,10 @@ def test_job_body_carries_volumes_limits_and_lifecycle() -> None:
     script = _container(body)["command"][2]
     lines = script.strip().splitlines()
     assert lines[0] == "set -eu"  # a failed step must fail the Job
-    assert lines[1].startswith("torchrun ") and "-m training train --config training/configs/fer2013_resnet18.yaml" in lines[1]
-    assert "data.path=/data/fer2013/fer2013.csv.gz" in lines[1]
-    assert lines[2].startswith("python -m training export") and "--repository /models" in lines[2]
-    assert lines[3].startswith("python -m training announce")
+    assert lines[1].startswith("torchrun --standalone --nproc_per_node=2 -m training train training/configs/fer2013_resnet18.yaml")
+    assert "--set data.path=/data/fer2013/fer2013.csv.gz" in lines[1] and "--out /work/runs/abc-123" in lines[1]
+    assert lines[2] == "python -m training export /work/runs/abc-123/best.pt --repo /models --name fer_resnet18"
+    assert lines[3] == "python -m services.inference.training_jobs announce --repo /models --name fer_resnet18"
 
 
 def test_minimal_config_without_optional_parts_is_valid() -> None:
@@ -268,7 +269,7 @@ def test_duplicate_and_unknown_jobs(emulator) -> None:
 
 
 FAKE_TRAINING = textwrap.dedent('''
-    """Stand-in for the training CLI: records each step and writes a model version."""
+    """Stand-in for the training CLI (same arguments): records each step and writes a model version."""
     import json, os, sys
     from pathlib import Path
 
@@ -277,15 +278,21 @@ FAKE_TRAINING = textwrap.dedent('''
     with log.open("a") as f:
         f.write(json.dumps({"cmd": cmd, "args": args, "gpus": os.environ["GPUS"],
                             "world": os.environ.get("FAKE_WORLD", "")}) + "\\n")
-    if cmd == "train" and os.environ.get("FAIL_TRAIN"):
-        sys.exit(3)
+    if cmd == "train":
+        if os.environ.get("FAIL_TRAIN"):
+            sys.exit(3)
+        out = Path(args[args.index("--out") + 1])
+        out.mkdir(parents=True)
+        (out / "best.pt").write_bytes(b"ckpt")
     if cmd == "export":
-        repo = Path(args[args.index("--repository") + 1]) / args[args.index("--name") + 1]
+        assert Path(args[0]).is_file(), args[0]
+        repo = Path(args[args.index("--repo") + 1]) / args[args.index("--name") + 1]
         versions = [int(p.name) for p in repo.glob("*") if p.name.isdigit()] if repo.exists() else []
         out = repo / str(max(versions, default=0) + 1)
         out.mkdir(parents=True)
         (out / "model.pt").write_bytes(b"pt")
         (out / "metadata.json").write_text("{}")
+        print(out)
 ''')
 
 FAKE_TORCHRUN = textwrap.dedent('''\
@@ -316,7 +323,8 @@ def local_setup(tmp_path: Path):
     cfg = LocalJobConfig(data_dir=str(tmp_path / "data"), model_repository=str(tmp_path / "models"),
                          work_dir=str(tmp_path / "runs"), log_dir=str(tmp_path / "logs"),
                          python=sys.executable, torchrun=str(torchrun), cwd=str(root),
-                         env={"STEP_LOG": str(steps_log)})
+                         # The real announce module; no broker, so it only reports the version.
+                         env={"STEP_LOG": str(steps_log), "PYTHONPATH": str(REPO_ROOT), "AMQP_URL": ""})
     return cfg, steps_log
 
 
@@ -329,15 +337,17 @@ def test_local_launcher_runs_the_same_steps_and_produces_a_version(local_setup) 
     assert state.status is JobStatus.SUCCEEDED, state.message
 
     records = [json.loads(line) for line in steps_log.read_text().splitlines()]
-    assert [r["cmd"] for r in records] == ["train", "export", "announce"]
+    assert [r["cmd"] for r in records] == ["train", "export"]  # announce is the real module
     assert records[0]["world"] == "2" and records[0]["gpus"] == "2"
     assert f"data.path={cfg.data_dir}/fer2013/small.csv" in records[0]["args"]
     assert (Path(cfg.model_repository) / "fer_resnet18" / "1" / "model.pt").is_file()
+    log_text = (Path(cfg.log_dir) / "local-1.log").read_text()
+    assert '"name": "fer_resnet18", "version": 1, "announced": false' in log_text
 
     # Same argv as the Kubernetes Job, apart from the paths and interpreters.
     k8s_steps = training_steps(spec, data_dir="/data", model_repository="/models", work_dir="/work/runs")
     local_steps = launcher.steps(spec)
-    assert [s[s.index("training") + 1] for s in local_steps] == [s[s.index("training") + 1] for s in k8s_steps]
+    assert [s[s.index("-m"):s.index("-m") + 3] for s in local_steps] == [s[s.index("-m"):s.index("-m") + 3] for s in k8s_steps]
 
     with pytest.raises(FileExistsError):
         launcher.launch(spec)
@@ -386,3 +396,57 @@ def test_config_from_env_reads_every_kind_of_field() -> None:
     assert cfg.tolerations == ({"key": "nvidia.com/gpu", "operator": "Exists"},)
     assert cfg.service_account == KubernetesJobConfig().service_account
     validate_strict(build_job(TrainingJobSpec(job_id="e", dataset="d", recipe="r", gpus=1), cfg))
+
+
+# ---------------------------------------------------------------- announcing on RabbitMQ
+
+
+def test_latest_version_ignores_half_written_versions(tmp_path: Path) -> None:
+    from services.inference.training_jobs import latest_version
+
+    for v, complete in ((1, True), (2, True), (3, False)):
+        d = tmp_path / "m" / str(v)
+        d.mkdir(parents=True)
+        if complete:
+            (d / "metadata.json").write_text("{}")
+    (tmp_path / "m" / ".4.tmp").mkdir()
+    assert latest_version(tmp_path, "m") == 2
+    with pytest.raises(FileNotFoundError):
+        latest_version(tmp_path, "other")
+
+
+def test_announce_publishes_the_new_version_on_rabbitmq(tmp_path: Path) -> None:
+    import uuid
+
+    import pika
+
+    from services.inference.training_jobs import MODELS_EXCHANGE, VERSION_CREATED_KEY, main
+
+    url = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(url))
+    except pika.exceptions.AMQPConnectionError as exc:
+        pytest.fail(f"RabbitMQ is not reachable at {url} ({exc!r}): start the local RabbitMQ", pytrace=False)
+    try:
+        ch = conn.channel()
+        ch.exchange_declare(MODELS_EXCHANGE, exchange_type="topic", durable=True)
+        queue = ch.queue_declare(f"test.models.{uuid.uuid4().hex}", exclusive=True, auto_delete=True).method.queue
+        ch.queue_bind(queue, MODELS_EXCHANGE, routing_key=VERSION_CREATED_KEY)
+        (tmp_path / "fer_resnet18" / "7").mkdir(parents=True)
+        (tmp_path / "fer_resnet18" / "7" / "metadata.json").write_text("{}")
+        old = os.environ.get("AMQP_URL")
+        os.environ["AMQP_URL"] = url
+        try:
+            assert main(["announce", "--repo", str(tmp_path), "--name", "fer_resnet18"]) == 0
+        finally:
+            if old is None:
+                os.environ.pop("AMQP_URL")
+            else:
+                os.environ["AMQP_URL"] = old
+        method, props, body = ch.basic_get(queue, auto_ack=True)
+        assert method is not None, "no message reached the bound queue"
+        assert method.routing_key == VERSION_CREATED_KEY
+        assert props.content_type == "application/json" and props.delivery_mode == 2
+        assert json.loads(body) == {"name": "fer_resnet18", "version": 7}
+    finally:
+        conn.close()
