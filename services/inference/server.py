@@ -1,0 +1,59 @@
+"""Entry point: `python -m services.inference.server`."""
+import asyncio
+import logging
+
+from fer.v1 import inference_pb2, inference_pb2_grpc
+from ferkit.grpc_server import GrpcService, Registration, run_until_signalled
+from ferkit.logs import setup_logging
+from services.inference.config import Settings
+from services.inference.detection import FaceDetector
+from services.inference.registry import ModelRegistry, UnknownModel
+from services.inference.service import InferenceServicer
+from services.inference.triton import ModelNotServing, TritonClient, TritonError, TritonUnavailable
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+
+
+def build(settings: Settings) -> tuple[GrpcService, InferenceServicer]:
+    triton = TritonClient(
+        settings.triton_url,
+        timeout_s=settings.triton_timeout_s,
+        attempts=settings.triton_attempts,
+        backoff_s=settings.triton_backoff_s,
+        load_timeout_s=settings.triton_load_timeout_s,
+    )
+    registry = ModelRegistry(
+        settings.model_repository, triton, settings.triton_config_name, settings.state_dir or None, settings.model_name
+    )
+    detector = FaceDetector(settings.detector, settings.detector_workers, settings.detector_min_score, settings.detector_max_side)
+    servicer = InferenceServicer(settings, registry, triton, detector)
+    service = GrpcService(settings, [Registration(inference_pb2_grpc.add_InferenceServiceServicer_to_server, servicer, SERVICE_NAME)])
+    return service, servicer
+
+
+async def start(servicer: InferenceServicer) -> None:
+    """Start the detector pool and load the promoted model. Triton being down is not fatal: the first
+    request answers UNAVAILABLE and loads the model once Triton is back."""
+    await servicer.detector.start()
+    try:
+        version = await servicer.registry.bootstrap()
+        log.info("serving %s version %d", servicer.settings.model_name, version)
+    except (TritonUnavailable, ModelNotServing, TritonError, UnknownModel) as exc:
+        log.warning("the model is not serving yet: %s", exc)
+
+
+async def stop(servicer: InferenceServicer) -> None:
+    servicer.detector.close()
+    await servicer.triton.close()
+
+
+async def main() -> None:
+    settings = Settings()
+    setup_logging(settings.service_name, settings.log_level, settings.log_file)
+    service, servicer = build(settings)
+    await run_until_signalled(service, on_start=lambda: start(servicer), on_stop=lambda: stop(servicer))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,262 @@
+"""The InferenceService gRPC servicer: photos and face crops in, faces and expressions out; the model
+registry; training jobs."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import contextmanager
+
+import grpc
+import numpy as np
+from PIL import Image
+from prometheus_client import Counter, Histogram
+
+from fer.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+from ferkit import images
+from ferkit.vision import crop_face, normalise, resize_grey, softmax, to_grey
+from services.inference.annotate import Mark, annotate
+from services.inference.config import Settings
+from services.inference.detection import Detection, FaceDetector
+from services.inference.registry import ModelRegistry, UnknownModel, Version
+from services.inference.triton import ModelNotServing, TritonClient, TritonError, TritonUnavailable
+
+log = logging.getLogger(__name__)
+
+FACES = Counter("inference_faces_total", "Faces classified, by model.", ["model"])
+STAGE_SECONDS = Histogram(
+    "inference_stage_seconds",
+    "Time spent per prediction stage (decode, detect, infer, annotate).",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+NO_FACE_MESSAGE = "no face was found in the image"
+MAX_CROPS = 64
+
+TRITON_STATES = {"READY": "ready", "LOADING": "loading", "UNLOADING": "unavailable", "UNAVAILABLE": "unavailable"}
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            self.ms[name] = self.ms.get(name, 0.0) + elapsed * 1000.0
+            STAGE_SECONDS.labels(name).observe(elapsed)
+
+
+def _model_ref(version: Version) -> common_pb2.ModelRef:
+    return common_pb2.ModelRef(name=version.name, version=version.version, classes=list(version.metadata.classes))
+
+
+def _face(box: tuple[int, int, int, int], probs: np.ndarray, classes: tuple[str, ...], detection_score: float = 0.0):
+    return common_pb2.FacePrediction(
+        box=common_pb2.Box(x=box[0], y=box[1], width=box[2], height=box[3]),
+        label=classes[int(np.argmax(probs))],
+        scores=[float(p) for p in probs],
+        detection_score=detection_score,
+    )
+
+
+class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
+    def __init__(self, settings: Settings, registry: ModelRegistry, triton: TritonClient, detector: FaceDetector,
+                 launcher=None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.triton = triton
+        self.detector = detector
+        self.launcher = launcher
+        self.limits = images.ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+        self._recovery: asyncio.Task | None = None
+
+    # --- errors --------------------------------------------------------------------------------
+
+    async def _guard(self, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable]):
+        """Run `work`, turning domain errors into the gRPC status the gateway maps to HTTP."""
+        try:
+            return await work()
+        except images.ImageError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except UnknownModel as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except TritonUnavailable as exc:
+            log.warning("%s", exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the model server is unavailable; retry shortly")
+        except ModelNotServing as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except TritonError as exc:
+            log.error("%s", exc)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+
+    async def _recover(self, name: str) -> None:
+        """Triton lost the model (it restarted): load the promoted version again, once for all callers."""
+        if self._recovery is None or self._recovery.done():
+            log.warning("Triton does not serve %s; loading it again", name)
+            self._recovery = asyncio.create_task(self.registry.bootstrap(name))
+        await asyncio.shield(self._recovery)
+
+    async def _infer(self, version: Version, faces: np.ndarray) -> tuple[np.ndarray, int]:
+        try:
+            return await self.triton.infer_faces(version.name, version.version, faces)
+        except ModelNotServing:
+            if version.version != self.registry.promoted(version.name):
+                raise ModelNotServing(
+                    f"model {version.name!r} version {version.version} is not loaded; load or promote it first"
+                ) from None
+        try:
+            await self._recover(version.name)
+        except ModelNotServing as exc:
+            raise TritonUnavailable(f"the promoted model could not be loaded again: {exc}") from None
+        return await self.triton.infer_faces(version.name, version.version, faces)
+
+    def _classify(self, logits: np.ndarray, version: Version) -> np.ndarray:
+        probs = softmax(logits)
+        FACES.labels(version.name).inc(len(probs))
+        return probs
+
+    # --- predictions -----------------------------------------------------------------------------
+
+    async def PredictImage(self, request: inference_pb2.PredictImageRequest, context) -> inference_pb2.PredictImageResponse:
+        return await self._guard(context, lambda: self.predict_image(request))
+
+    async def predict_image(self, request: inference_pb2.PredictImageRequest) -> inference_pb2.PredictImageResponse:
+        clock = _Stopwatch()
+        start = time.perf_counter()
+        with clock.stage("decode"):
+            # Pillow releases the GIL while decoding: a thread keeps the event loop free.
+            decoded = await asyncio.to_thread(images.decode, request.image, self.limits)
+        version = await self.registry.resolve(request.model_name, request.model_version)
+        with clock.stage("detect"):
+            detections = (await self.detector.detect(decoded.rgb))[: self.settings.max_faces]
+        faces: list[common_pb2.FacePrediction] = []
+        if detections:
+            with clock.stage("preprocess"):
+                batch = await asyncio.to_thread(self._crops, decoded.rgb, detections, version)
+            with clock.stage("infer"):
+                logits, _ = await self._infer(version, batch)
+            probs = self._classify(logits, version)
+            faces = [_face(d.box, p, version.metadata.classes, d.score) for d, p in zip(detections, probs)]
+        png = b""
+        if request.annotate:
+            with clock.stage("annotate"):
+                marks = [Mark((f.box.x, f.box.y, f.box.width, f.box.height), f.label, max(f.scores)) for f in faces]
+                png = await asyncio.to_thread(annotate, decoded.rgb, marks, self.settings.annotated_max_side)
+        timings = common_pb2.Timings(
+            decode_ms=clock.ms.get("decode", 0.0),
+            detect_ms=clock.ms.get("detect", 0.0),
+            infer_ms=clock.ms.get("infer", 0.0) + clock.ms.get("preprocess", 0.0),
+            annotate_ms=clock.ms.get("annotate", 0.0),
+            total_ms=(time.perf_counter() - start) * 1000.0,
+        )
+        return inference_pb2.PredictImageResponse(
+            faces=faces,
+            model=_model_ref(version),
+            timings=timings,
+            annotated_png=png,
+            image_width=decoded.width,
+            image_height=decoded.height,
+            message="" if faces else NO_FACE_MESSAGE,
+        )
+
+    def _crops(self, rgb: np.ndarray, detections: list[Detection], version: Version) -> np.ndarray:
+        """Grey, square crops with the margin, resized and normalised as the version's metadata says."""
+        grey = to_grey(Image.fromarray(rgb))
+        spec = version.metadata.input
+        crops = np.stack([crop_face(grey, d.box, self.settings.face_margin, spec.size) for d in detections])
+        return normalise(crops, spec)
+
+    async def PredictCrops(self, request: inference_pb2.PredictCropsRequest, context) -> inference_pb2.PredictCropsResponse:
+        return await self._guard(context, lambda: self.predict_crops(request))
+
+    async def predict_crops(self, request: inference_pb2.PredictCropsRequest) -> inference_pb2.PredictCropsResponse:
+        if not request.crops:
+            raise images.ImageError("send at least one face crop")
+        if len(request.crops) > MAX_CROPS:
+            raise images.ImageError(f"at most {MAX_CROPS} crops per request")
+        clock = _Stopwatch()
+        start = time.perf_counter()
+        version = await self.registry.resolve(request.model_name, request.model_version)
+        spec = version.metadata.input
+
+        def prepare() -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+            greys, boxes = [], []
+            for index, data in enumerate(request.crops):
+                try:
+                    decoded = images.decode(data, self.limits)
+                except images.ImageError as exc:
+                    raise images.ImageError(f"crop {index}: {exc}", exc.status) from None
+                greys.append(resize_grey(to_grey(Image.fromarray(decoded.rgb)), spec.size))
+                boxes.append((0, 0, decoded.width, decoded.height))
+            return normalise(np.stack(greys), spec), boxes
+
+        with clock.stage("decode"):
+            batch, boxes = await asyncio.to_thread(prepare)
+        with clock.stage("infer"):
+            logits, _ = await self._infer(version, batch)
+        probs = self._classify(logits, version)
+        return inference_pb2.PredictCropsResponse(
+            faces=[_face(box, p, version.metadata.classes) for box, p in zip(boxes, probs)],
+            model=_model_ref(version),
+            timings=common_pb2.Timings(
+                decode_ms=clock.ms["decode"], infer_ms=clock.ms["infer"], total_ms=(time.perf_counter() - start) * 1000.0
+            ),
+        )
+
+    # --- registry --------------------------------------------------------------------------------
+
+    def _version_proto(self, version: Version, state: str) -> inference_pb2.ModelVersion:
+        return inference_pb2.ModelVersion(
+            name=version.name,
+            version=version.version,
+            state=state,
+            promoted=self.registry.promoted(version.name) == version.version,
+            metadata_json=version.metadata_json,
+        )
+
+    async def _state_of(self, version: Version) -> str:
+        states = await self.registry.states()
+        return TRITON_STATES.get(states.get((version.name, version.version), ""), "available")
+
+    async def ListModels(self, request: common_pb2.Empty, context) -> inference_pb2.ListModelsResponse:
+        async def work():
+            states = await self.registry.states()
+            out = []
+            for name in self.registry.models():
+                for number in self.registry.versions(name):
+                    try:
+                        version = self.registry.version(name, number)
+                    except UnknownModel as exc:
+                        log.warning("%s", exc)
+                        continue
+                    out.append(self._version_proto(version, TRITON_STATES.get(states.get((name, number), ""), "available")))
+            return inference_pb2.ListModelsResponse(versions=out)
+
+        return await self._guard(context, work)
+
+    async def LoadModel(self, request: inference_pb2.ModelVersionRequest, context) -> inference_pb2.ModelVersion:
+        async def work():
+            version = await self.registry.load(request.name, request.version)
+            return self._version_proto(version, await self._state_of(version))
+
+        return await self._guard(context, work)
+
+    async def PromoteModel(self, request: inference_pb2.ModelVersionRequest, context) -> inference_pb2.ModelVersion:
+        async def work():
+            version = await self.registry.promote(request.name, request.version)
+            return self._version_proto(version, await self._state_of(version))
+
+        return await self._guard(context, work)
+
+    async def RollbackModel(self, request: inference_pb2.RollbackModelRequest, context) -> inference_pb2.ModelVersion:
+        async def work():
+            version = await self.registry.rollback(request.name)
+            return self._version_proto(version, await self._state_of(version))
+
+        return await self._guard(context, work)

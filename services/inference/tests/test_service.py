@@ -1,0 +1,185 @@
+"""The inference service against the real bundled Triton: answers equal the TorchScript model run
+directly, Triton batches across requests, promote/rollback switch the serving version, a new version
+is loadable without a restart, Triton down is UNAVAILABLE and the service recovers on its own."""
+import asyncio
+import io
+import re
+import urllib.request
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from fer.v1 import common_pb2, inference_pb2
+from ferkit.vision import CLASSES, DEFAULT_MARGIN, InputSpec, crop_face, normalise, resize_grey, to_grey
+from tests.fixtures.triton import MODEL_NAME, export_random_resnet18
+
+
+def png(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="PNG")
+    return out.getvalue()
+
+
+def torchscript_probs(repo: Path, version: int, faces: np.ndarray) -> np.ndarray:
+    """The exported model.pt run directly on already-normalised faces."""
+    model = torch.jit.load(str(repo / MODEL_NAME / str(version) / "model.pt"), map_location="cpu").eval()
+    with torch.no_grad():
+        return torch.softmax(model(torch.from_numpy(faces)), dim=1).numpy()
+
+
+def random_crops(count: int, seed: int = 0) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    return [png(rng.integers(0, 256, size=(64, 56), dtype=np.uint8)) for _ in range(count)]
+
+
+def crops_input(crops: list[bytes]) -> np.ndarray:
+    greys = [resize_grey(to_grey(Image.open(io.BytesIO(c))), InputSpec().size) for c in crops]
+    return normalise(np.stack(greys), InputSpec())
+
+
+async def test_astronaut_face_matches_torchscript(inference_stub, model_repository):
+    photo = skdata.astronaut()
+    reply = await inference_stub.PredictImage(inference_pb2.PredictImageRequest(image=png(photo), annotate=True))
+    assert len(reply.faces) == 1, reply.faces
+    face = reply.faces[0]
+    # The astronaut's face: RetinaFace puts it at about (177, 56, 95, 120) in the 512x512 photo.
+    assert 150 < face.box.x < 210 and 30 < face.box.y < 90 and 70 < face.box.width < 130, face.box
+    assert face.detection_score > 0.9
+    assert (reply.image_width, reply.image_height) == (512, 512)
+    assert list(reply.model.classes) == list(CLASSES) and reply.model.name == MODEL_NAME
+
+    box = (face.box.x, face.box.y, face.box.width, face.box.height)
+    x = normalise(crop_face(to_grey(Image.fromarray(photo)), box, DEFAULT_MARGIN, InputSpec().size)[None], InputSpec())
+    expected = torchscript_probs(model_repository, reply.model.version, x)[0]
+    assert face.label == CLASSES[int(np.argmax(expected))]
+    np.testing.assert_allclose(np.array(face.scores), expected, atol=1e-4)
+    assert reply.timings.detect_ms > 0 and reply.timings.infer_ms > 0 and reply.timings.total_ms >= reply.timings.infer_ms
+
+    annotated = Image.open(io.BytesIO(reply.annotated_png))
+    assert annotated.format == "PNG" and annotated.size == (512, 512)
+    # The box is drawn: pixels on its left edge differ from the photo.
+    drawn = np.asarray(annotated.convert("RGB"))[face.box.y + face.box.height // 2, face.box.x]
+    assert not np.array_equal(drawn, photo[face.box.y + face.box.height // 2, face.box.x])
+
+
+async def test_photo_without_face_is_an_empty_list_with_a_message(inference_stub):
+    sky = np.zeros((240, 320, 3), dtype=np.uint8)
+    sky[..., 2] = np.linspace(120, 255, 320, dtype=np.uint8)
+    reply = await inference_stub.PredictImage(inference_pb2.PredictImageRequest(image=png(sky), annotate=True))
+    assert list(reply.faces) == []
+    assert "no face" in reply.message
+    assert reply.model.version >= 1
+    assert Image.open(io.BytesIO(reply.annotated_png)).size == (320, 240)
+
+
+async def test_bad_images_are_invalid_argument(inference_stub):
+    good = png(skdata.astronaut())
+    for bad in (b"", b"definitely not an image", good[: len(good) // 2]):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await inference_stub.PredictImage(inference_pb2.PredictImageRequest(image=bad))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+
+
+async def test_crops_match_torchscript(inference_stub, model_repository):
+    crops = random_crops(5)
+    reply = await inference_stub.PredictCrops(inference_pb2.PredictCropsRequest(crops=crops))
+    assert len(reply.faces) == 5
+    expected = torchscript_probs(model_repository, reply.model.version, crops_input(crops))
+    got = np.array([list(f.scores) for f in reply.faces])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert [f.label for f in reply.faces] == [CLASSES[i] for i in expected.argmax(axis=1)]
+    assert (reply.faces[0].box.width, reply.faces[0].box.height) == (56, 64)
+
+
+def triton_counters(metrics_url: str, model: str, version: int) -> dict[str, float]:
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    out = {}
+    for name in ("nv_inference_request_success", "nv_inference_exec_count", "nv_inference_count"):
+        match = re.search(rf'^{name}{{[^}}]*model="{model}"[^}}]*version="{version}"[^}}]*}} (\S+)$', text, re.M)
+        assert match, f"{name} for {model}/{version} missing from Triton's metrics"
+        out[name] = float(match.group(1))
+    return out
+
+
+async def test_dynamic_batching_groups_requests_from_many_callers(inference_stub, inference_service, triton):
+    version = inference_service.registry.promoted(MODEL_NAME)
+    before = triton_counters(triton.metrics_url, MODEL_NAME, version)
+    crops = random_crops(48, seed=1)
+    # 48 callers at once, one face each: each is one Triton request.
+    replies = await asyncio.gather(
+        *(inference_stub.PredictCrops(inference_pb2.PredictCropsRequest(crops=[c])) for c in crops)
+    )
+    after = triton_counters(triton.metrics_url, MODEL_NAME, version)
+    requests = after["nv_inference_request_success"] - before["nv_inference_request_success"]
+    executions = after["nv_inference_exec_count"] - before["nv_inference_exec_count"]
+    assert requests == 48
+    assert after["nv_inference_count"] - before["nv_inference_count"] == 48
+    assert executions < requests / 2, f"{requests} requests ran in {executions} executions: no batching"
+    expected = torchscript_probs(Path(inference_service.registry.repository), version, crops_input(crops))
+    np.testing.assert_allclose(np.array([list(r.faces[0].scores) for r in replies]), expected, atol=1e-4)
+
+
+async def test_promote_rollback_and_a_new_version_without_restart(inference_stub, inference_service, model_repository):
+    crops = random_crops(2, seed=2)
+    x = crops_input(crops)
+
+    async def serving() -> tuple[int, np.ndarray]:
+        reply = await inference_stub.PredictCrops(inference_pb2.PredictCropsRequest(crops=crops))
+        return reply.model.version, np.array([list(f.scores) for f in reply.faces])
+
+    start_version, _ = await serving()
+    other = 1 if start_version == 2 else 2
+    promoted = await inference_stub.PromoteModel(inference_pb2.ModelVersionRequest(name=MODEL_NAME, version=other))
+    assert promoted.promoted and promoted.version == other and promoted.state == "ready"
+    version, scores = await serving()
+    assert version == other
+    np.testing.assert_allclose(scores, torchscript_probs(model_repository, other, x), atol=1e-4)
+    assert not np.allclose(scores, torchscript_probs(model_repository, start_version, x), atol=1e-3)
+
+    listed = await inference_stub.ListModels(common_pb2.Empty())
+    flags = {(v.name, v.version): v.promoted for v in listed.versions}
+    assert flags[(MODEL_NAME, other)] and not flags[(MODEL_NAME, start_version)]
+    assert all('"classes"' in v.metadata_json for v in listed.versions)
+
+    rolled = await inference_stub.RollbackModel(inference_pb2.RollbackModelRequest(name=MODEL_NAME))
+    assert rolled.version == start_version and rolled.promoted
+    assert (await serving())[0] == start_version
+
+    # A version written while everything runs is loadable at once, and answers when asked for.
+    new_dir = await asyncio.to_thread(export_random_resnet18, model_repository, 3)
+    new = int(new_dir.name)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await inference_stub.PredictCrops(inference_pb2.PredictCropsRequest(crops=crops, model_version=new))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    loaded = await inference_stub.LoadModel(inference_pb2.ModelVersionRequest(name=MODEL_NAME, version=new))
+    assert loaded.state == "ready" and not loaded.promoted
+    reply = await inference_stub.PredictCrops(inference_pb2.PredictCropsRequest(crops=crops, model_version=new))
+    assert reply.model.version == new
+    np.testing.assert_allclose([list(f.scores) for f in reply.faces], torchscript_probs(model_repository, new, x), atol=1e-4)
+    # The default is still the promoted version.
+    assert (await serving())[0] == start_version
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await inference_stub.PromoteModel(inference_pb2.ModelVersionRequest(name=MODEL_NAME, version=99))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_triton_down_is_unavailable_and_recovers_without_restart(inference_stub, triton):
+    crops = random_crops(1, seed=3)
+    await inference_stub.PredictCrops(inference_pb2.PredictCropsRequest(crops=crops))
+    await asyncio.to_thread(triton.stop)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await inference_stub.PredictCrops(inference_pb2.PredictCropsRequest(crops=crops))
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "unavailable" in caught.value.details()
+    finally:
+        # A fresh Triton (same ports) has no model loaded: the service loads it again by itself.
+        await asyncio.to_thread(triton.start, 120)
+    reply = await inference_stub.PredictCrops(inference_pb2.PredictCropsRequest(crops=crops))
+    assert len(reply.faces) == 1

@@ -1,0 +1,132 @@
+"""Triton over gRPC (tritonclient's asyncio client): one request per face, so Triton's dynamic batcher
+groups faces across every caller; deadlines, retries with back-off, and errors the service can map."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+import tritonclient.grpc.aio as triton_grpc
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
+from tritonclient.utils import InferenceServerException
+
+from ferkit.modelrepo import INPUT_NAME, OUTPUT_NAME
+
+log = logging.getLogger(__name__)
+
+# Worth another attempt: Triton restarting, or a connection that dropped.
+_RETRYABLE = {"StatusCode.UNAVAILABLE"}
+
+
+class TritonUnavailable(RuntimeError):
+    """Triton cannot be reached or did not answer in time (the service answers UNAVAILABLE)."""
+
+
+class ModelNotServing(LookupError):
+    """Triton is up but does not serve that model version (not loaded, or being reloaded)."""
+
+
+class TritonError(RuntimeError):
+    """Triton refused the request for another reason (bad input, failed load)."""
+
+
+def _status(exc: InferenceServerException) -> str:
+    return str(exc.status() or "")
+
+
+def classify(exc: InferenceServerException, what: str) -> Exception:
+    status = _status(exc)
+    message = exc.message() or str(exc)
+    if status in ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED"):
+        return TritonUnavailable(f"Triton is unavailable ({what}): {message}")
+    if status == "StatusCode.NOT_FOUND" or "not at ready state" in message or "is not found" in message:
+        return ModelNotServing(message)
+    return TritonError(f"Triton refused {what}: {message}")
+
+
+class TritonClient:
+    def __init__(self, url: str, timeout_s: float = 10.0, attempts: int = 3, backoff_s: float = 0.2,
+                 load_timeout_s: float = 120.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.attempts = max(1, attempts)
+        self.backoff_s = backoff_s
+        self.load_timeout_s = load_timeout_s
+        # Reconnect quickly after Triton restarts: gRPC's default back-off grows to two minutes, during
+        # which every call fails at once without trying the connection again.
+        self._client = triton_grpc.InferenceServerClient(url, channel_args=[
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ])
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def _call(self, what: str, factory):
+        """Retry UNAVAILABLE with exponential back-off; everything else is classified at once."""
+        delay = self.backoff_s
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await factory()
+            except InferenceServerException as exc:
+                if _status(exc) in _RETRYABLE and attempt < self.attempts:
+                    log.warning("Triton unavailable for %s (attempt %d/%d): %s", what, attempt, self.attempts, exc.message())
+                    await asyncio.sleep(delay)
+                    delay *= 2
+                    continue
+                raise classify(exc, what) from None
+
+    async def infer_one(self, model: str, version: int, face: np.ndarray) -> tuple[np.ndarray, int]:
+        """One (C, H, W) float32 face -> (its logits, the version that answered)."""
+        batch = np.ascontiguousarray(face[None], dtype=np.float32)
+
+        async def call():
+            tensor = triton_grpc.InferInput(INPUT_NAME, list(batch.shape), "FP32")
+            tensor.set_data_from_numpy(batch)
+            return await self._client.infer(
+                model, [tensor], model_version=str(version) if version else "",
+                outputs=[triton_grpc.InferRequestedOutput(OUTPUT_NAME)], client_timeout=self.timeout_s,
+            )
+
+        result = await self._call(f"inference on {model}", call)
+        logits = result.as_numpy(OUTPUT_NAME)
+        if logits is None or logits.shape[0] != 1:
+            raise TritonError(f"{model} answered without a {OUTPUT_NAME!r} row")
+        return logits[0], int(result.get_response().model_version or version or 0)
+
+    async def infer_faces(self, model: str, version: int, faces: np.ndarray) -> tuple[np.ndarray, int]:
+        """(N, C, H, W) faces as N concurrent single-face requests -> ((N, classes) logits, version)."""
+        if len(faces) == 0:
+            return np.zeros((0, 0), dtype=np.float32), version
+        answers = await asyncio.gather(*(self.infer_one(model, version, face) for face in faces))
+        return np.stack([logits for logits, _ in answers]), answers[0][1]
+
+    async def is_live(self) -> bool:
+        try:
+            return bool(await self._client.is_server_live(client_timeout=2.0))
+        except InferenceServerException:
+            return False
+
+    async def repository_index(self) -> dict[tuple[str, int], str]:
+        """{(model, version): state} of what Triton knows (READY, UNAVAILABLE, LOADING...)."""
+        index = await self._call("the repository index", lambda: self._client.get_model_repository_index(
+            as_json=True, client_timeout=self.timeout_s))
+        out = {}
+        for entry in index.get("models", []):
+            if entry.get("version"):
+                out[(entry["name"], int(entry["version"]))] = entry.get("state", "")
+        return out
+
+    async def load(self, model: str, config_text: str, versions: list[int]) -> None:
+        """Load `model` serving exactly `versions`: the model's config (text format, as on disk) with
+        its version policy replaced. Triton picks up version directories written since it started."""
+        config = text_format.Parse(config_text, model_config_pb2.ModelConfig())
+        config.ClearField("version_policy")
+        config.version_policy.specific.versions.extend(sorted(set(versions)))
+        body = json_format.MessageToJson(config, preserving_proto_field_name=True)
+        await self._call(f"loading {model} {sorted(versions)}", lambda: self._client.load_model(
+            model, config=body, client_timeout=self.load_timeout_s))
