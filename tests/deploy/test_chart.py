@@ -332,3 +332,13 @@ def test_plain_manifests_carry_no_credentials() -> None:
     docs = [d for d in yaml.safe_load_all((REPO / "k8s" / "fer-platform.yaml").read_text()) if d]
     assert not [d for d in docs if d["kind"] == "Secret"]
     assert all(d["metadata"].get("namespace", "fer") == "fer" for d in docs)
+
+
+def test_triton_config_matches_the_model_repository_convention() -> None:
+    from ferkit.modelrepo import production_config
+
+    expected = production_config("fer_resnet18")
+    rendered = by_kind(render(None), "ConfigMap")["fer-fer-platform-triton-model-config"]["data"]["config.pbtxt"]
+    assert rendered == expected, "the chart's config.pbtxt drifted from ferkit.modelrepo.production_config"
+    assert (REPO / "deploy" / "triton" / "config.pbtxt").read_text() == expected, \
+        "deploy/triton/config.pbtxt drifted from ferkit.modelrepo.production_config"

@@ -1,0 +1,2 @@
+-- docker-compose: one PostgreSQL server, one database per service.
+CREATE DATABASE fer_reports OWNER fer;
