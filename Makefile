@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 export PYTHONPATH := $(CURDIR):$(CURDIR)/gen
 
-.PHONY: help venv install tools proto migrate dev test bench clean
+.PHONY: help venv install tools proto migrate dev test bench clean deploy-tools deploy-check k8s
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,6 +26,15 @@ install: venv
 
 tools: $(VENV)/.installed ## system tools the tests need (helm, promtool, chromium...): every scripts/install-*.sh, idempotent
 	for script in scripts/install-*.sh; do bash $$script || exit 1; done
+
+deploy-tools: ## helm, promtool and the Kubernetes validators (helm into .tools/bin), idempotent
+	bash scripts/install-deploy-tools.sh
+
+k8s: ## regenerate k8s/ and the chart's copies of the alert rules and dashboard
+	bash scripts/render-k8s.sh
+
+deploy-check: deploy-tools ## helm lint/template + schema validation, k8s/ in step, promtool, Job launcher
+	$(PY) -m pytest tests/deploy services/inference/tests/test_training_jobs.py -q
 
 gen/.stamp: $(wildcard protos/fer/v1/*.proto) | $(VENV)/.installed
 	rm -rf gen && mkdir -p gen
