@@ -1,0 +1,139 @@
+// The shell: hash routing, the logged-in navigation, focus and titles on every route change.
+import { hasSession, logout, onSessionEnd, refresh } from "./api.js";
+import { alertBox, announce, h } from "./dom.js";
+import { accountPage } from "./pages/account.js";
+import { analyzePage } from "./pages/analyze.js";
+import { loginPage, registerPage } from "./pages/auth.js";
+import { historyPage } from "./pages/history.js";
+import { menuPage } from "./pages/menu.js";
+import { resultPage } from "./pages/result.js";
+
+const routes = [
+  { pattern: /^\/login$/, page: loginPage, guest: true },
+  { pattern: /^\/register$/, page: registerPage, guest: true },
+  { pattern: /^\/$/, page: menuPage },
+  { pattern: /^\/account$/, page: accountPage },
+  { pattern: /^\/analyze$/, page: analyzePage },
+  { pattern: /^\/history$/, page: historyPage },
+  { pattern: /^\/results\/([^/]+)$/, page: resultPage },
+];
+
+// What pages share: the signed-in user, a one-time notice for the next page, where to go after login.
+const app = { user: null, notice: null, returnTo: null, historyPrev: {} };
+const main = document.getElementById("main");
+const nav = document.getElementById("nav");
+let navigation = 0;
+let leaving = [];
+
+export function go(path) {
+  if (location.hash === `#${path}`) render();
+  else location.hash = `#${path}`;
+}
+
+async function render() {
+  const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
+  const route = routes.find((candidate) => candidate.pattern.test(path || "/"));
+  const current = ++navigation;
+  leaving.forEach((fn) => fn());
+  leaving = [];
+
+  if (route && !route.guest && !hasSession()) {
+    app.returnTo = path;
+    return go("/login");
+  }
+  if (route?.guest && hasSession()) return go("/");
+  nav.hidden = !hasSession();
+  markCurrentLink(path || "/");
+
+  const controller = new AbortController();
+  leaving.push(() => controller.abort());
+  const ctx = {
+    app,
+    go,
+    params: route ? (path || "/").match(route.pattern).slice(1).map(decodeURIComponent) : [],
+    query: new URLSearchParams(query),
+    signal: controller.signal,
+    onLeave: (fn) => leaving.push(fn),
+  };
+
+  main.setAttribute("aria-busy", "true");
+  main.replaceChildren(h("p", { class: "loading" }, "Loading…"));
+  let view;
+  try {
+    view = route ? await route.page(ctx) : notFoundView();
+  } catch (error) {
+    view = errorView(error);
+  }
+  if (current !== navigation) return; // the person moved on while this page loaded
+  main.replaceChildren(view.node);
+  main.removeAttribute("aria-busy");
+  document.title = `${view.title} · FER platform`;
+  // Move focus to the new page's heading so keyboard and screen-reader users start at the top of it.
+  const heading = main.querySelector("h1");
+  heading.tabIndex = -1;
+  heading.focus();
+  announce(`${view.title} page`);
+}
+
+function markCurrentLink(path) {
+  for (const link of nav.querySelectorAll("a")) {
+    if (link.getAttribute("href") === `#${path}`) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+function notFoundView() {
+  return {
+    title: "Page not found",
+    node: h("section", {}, h("h1", {}, "Page not found"), h("p", {}, "There is nothing at this address. ", h("a", { href: "#/" }, "Go to the menu"), ".")),
+  };
+}
+
+function errorView(error) {
+  const box = alertBox();
+  box.show(error?.message || "Something went wrong.");
+  console.error(error);
+  return {
+    title: "Something went wrong",
+    node: h(
+      "section",
+      {},
+      h("h1", {}, "This page could not be loaded"),
+      box,
+      h("button", { type: "button", class: "button", onclick: render }, "Try again"),
+    ),
+  };
+}
+
+document.getElementById("logout").addEventListener("click", async () => {
+  await logout();
+  app.user = null;
+  app.notice = "You have logged out.";
+  go("/login");
+});
+
+onSessionEnd((reason) => {
+  app.user = null;
+  app.notice = reason;
+  go("/login");
+});
+
+// A failure outside any page's own handling still reaches the person, in words, never a blank page.
+window.addEventListener("unhandledrejection", (event) => {
+  console.error(event.reason);
+  announce(event.reason?.message || "Something went wrong. Please try again.");
+});
+
+window.addEventListener("hashchange", render);
+
+// A reload of a logged-in tab: trade the stored refresh token for a fresh access token first.
+(async () => {
+  if (hasSession()) {
+    try {
+      await refresh();
+    } catch {
+      /* a refused token already ended the session; a 503 is shown by the page's own request */
+    }
+  }
+  render();
+})();

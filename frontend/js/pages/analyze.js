@@ -1,0 +1,131 @@
+// Analysis: choose or drop a photo, preview it, add notes, run, watch progress, see the result.
+import { request } from "../api.js";
+import { alertBox, announce, field, h, onSubmit } from "../dom.js";
+import { resultView } from "./result.js";
+
+const MAX_NOTES = 1000;
+
+export function analyzePage(ctx) {
+  const error = alertBox();
+  const input = h("input", { type: "file", id: "photo", name: "file", accept: "image/*", "aria-describedby": "photo-hint" });
+  const zone = h(
+    "div",
+    { class: "dropzone" },
+    h("label", { for: "photo" }, h("strong", {}, "Choose a photo"), " or drop it here"),
+    h("p", { class: "hint", id: "photo-hint" }, "JPEG, PNG, WebP, BMP or GIF, up to 10 MB. Faces should be roughly frontal."),
+    input,
+  );
+  const preview = h("div", { class: "preview", hidden: true });
+  const progress = h("progress", { max: 1, value: 0, "aria-labelledby": "progress-label" });
+  const progressLabel = h("span", { id: "progress-label" });
+  const progressBox = h("div", { class: "progress", hidden: true }, progressLabel, progress);
+  const runButton = h("button", { type: "submit", class: "button", disabled: true }, "Analyse");
+  const output = h("div", { class: "output" });
+  let file = null;
+  let previewUrl = null;
+  ctx.onLeave(() => previewUrl && URL.revokeObjectURL(previewUrl));
+
+  function choose(chosen) {
+    file = chosen || null;
+    error.show("");
+    runButton.disabled = !file;
+    if (previewUrl) URL.revokeObjectURL(previewUrl);
+    previewUrl = null;
+    if (!file) {
+      preview.hidden = true;
+      return;
+    }
+    previewUrl = URL.createObjectURL(file);
+    const caption = h("figcaption", {}, `${file.name} (${size(file.size)})`);
+    const image = h("img", { src: previewUrl, alt: `Preview of ${file.name}` });
+    // The server has the last word on what is an image; the preview only says what the browser sees.
+    image.addEventListener("error", () => image.replaceWith(h("p", { class: "hint" }, "No preview: the browser cannot show this file as an image.")));
+    preview.replaceChildren(h("figure", {}, image, caption));
+    preview.hidden = false;
+  }
+
+  input.addEventListener("change", () => choose(input.files[0]));
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    const dropped = event.dataTransfer?.files;
+    if (!dropped?.length) return;
+    input.files = dropped;
+    choose(dropped[0]);
+  });
+
+  const form = h(
+    "form",
+    { class: "card stack", "aria-labelledby": "analyze-title" },
+    zone,
+    preview,
+    field("Notes (optional)", { multiline: true, name: "notes", rows: 3, maxlength: MAX_NOTES }, "Kept with the result and printed in its reports."),
+    error,
+    progressBox,
+    h("div", { class: "actions" }, runButton),
+  );
+
+  onSubmit(form, error, async () => {
+    if (!file) return;
+    const body = new FormData();
+    body.append("file", file, file.name);
+    const notes = form.notes.value.trim();
+    if (notes) body.append("notes", notes);
+    output.replaceChildren();
+    progress.value = 0;
+    progressLabel.textContent = "Uploading… ";
+    progressBox.hidden = false;
+    let prediction;
+    try {
+      prediction = await request("/predictions", {
+        method: "POST",
+        body,
+        onUploadProgress: (fraction) => {
+          if (fraction < 1) {
+            progress.value = fraction;
+            progressLabel.textContent = `Uploading… ${Math.round(fraction * 100)}% `;
+          } else {
+            progress.removeAttribute("value"); // indeterminate while the server works
+            progressLabel.textContent = "Analysing… ";
+          }
+        },
+        messages: { 413: "This file is too large. Please choose an image under 10 MB." },
+      });
+    } catch (failure) {
+      // Input the server refused is about the file: say so in front of its own reason.
+      if ([400, 415, 422].includes(failure.status)) failure.message = `This file cannot be analysed. ${failure.message}`;
+      throw failure;
+    } finally {
+      progressBox.hidden = true;
+    }
+    if (ctx.signal.aborted) return;
+    const heading = h("h2", { tabindex: "-1" }, "Result");
+    output.replaceChildren(heading, resultView(prediction, ctx, 3), h("p", {}, h("a", { href: `#/results/${encodeURIComponent(prediction.id)}` }, "Permanent link to this result")));
+    const found = prediction.faces?.length || 0;
+    announce(found ? `Analysis done: ${found === 1 ? "1 face" : `${found} faces`} found.` : "Analysis done: no face found.");
+    heading.focus();
+  });
+
+  return {
+    title: "Analyse a photo",
+    node: h(
+      "section",
+      {},
+      h("h1", { id: "analyze-title" }, "Analyse a photo"),
+      h("p", { class: "lead" }, "The platform finds every face and tells which of seven expressions it shows: angry, disgust, fear, happy, sad, surprise or neutral."),
+      form,
+      output,
+    ),
+  };
+}
+
+function size(bytes) {
+  if (bytes < 1024) return `${bytes} bytes`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
