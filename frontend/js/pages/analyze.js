@@ -3,7 +3,7 @@ import { request } from "../api.js";
 import { alertBox, announce, field, h, onSubmit } from "../dom.js";
 import { resultView } from "./result.js";
 
-const MAX_NOTES = 1000;
+const MAX_NOTES = 2000; // the gateway's limit
 
 export function analyzePage(ctx) {
   const error = alertBox();
@@ -12,7 +12,7 @@ export function analyzePage(ctx) {
     "div",
     { class: "dropzone" },
     h("label", { for: "photo" }, h("strong", {}, "Choose a photo"), " or drop it here"),
-    h("p", { class: "hint", id: "photo-hint" }, "JPEG, PNG, WebP, BMP or GIF, up to 10 MB. Faces should be roughly frontal."),
+    h("p", { class: "hint", id: "photo-hint" }, "JPEG, PNG, WebP, BMP, TIFF or GIF, up to 10 MB. Faces should be roughly frontal."),
     input,
   );
   const preview = h("div", { class: "preview", hidden: true });
