@@ -40,13 +40,6 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- end -}}
 {{- end -}}
 
-{{- define "fer.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
-imagePullSecrets:
-{{- toYaml . | nindent 2 }}
-{{- end }}
-{{- end -}}
-
 {{/* Secret names, honouring existingSecret. */}}
 {{- define "fer.jwtSecret" -}}
 {{- .Values.auth.jwt.existingSecret | default (printf "%s-jwt" (include "fer.fullname" .)) -}}

@@ -34,7 +34,10 @@ spec:
     spec:
       serviceAccountName: {{ .serviceAccount }}
       automountServiceAccountToken: {{ .automountToken }}
-      {{- include "fer.imagePullSecrets" $root | nindent 6 }}
+      {{- with $root.Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       securityContext:
         {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
       terminationGracePeriodSeconds: 30
