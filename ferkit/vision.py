@@ -100,6 +100,18 @@ def to_grey(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB").convert("L"), dtype=np.uint8).copy()
 
 
+def face_square(box: tuple[int, int, int, int], margin: float = DEFAULT_MARGIN) -> tuple[int, int, int]:
+    """(left, top, side) in pixels of the square crop_face takes around box = (x, y, w, h)."""
+    x, y, w, h = (float(v) for v in box)
+    if w <= 0 or h <= 0:
+        raise ValueError(f"face box needs a positive width and height, got {tuple(box)!r}")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    cx, cy = x + w / 2.0, y + h / 2.0
+    return int(np.floor(cx - side / 2.0)), int(np.floor(cy - side / 2.0)), max(1, int(round(side)))
+
+
 def crop_face(
     grey: np.ndarray,
     box: tuple[int, int, int, int],
@@ -110,16 +122,7 @@ def crop_face(
     leaves the image, resized to `size` (h, w). Returns a uint8 array of that size."""
     if grey.ndim != 2:
         raise ValueError(f"crop_face expects a (H, W) grey array, got shape {grey.shape}")
-    x, y, w, h = (float(v) for v in box)
-    if w <= 0 or h <= 0:
-        raise ValueError(f"face box needs a positive width and height, got {tuple(box)!r}")
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
-    side = max(w, h) * (1.0 + 2.0 * margin)
-    cx, cy = x + w / 2.0, y + h / 2.0
-    left = int(np.floor(cx - side / 2.0))
-    top = int(np.floor(cy - side / 2.0))
-    side_px = max(1, int(round(side)))
+    left, top, side_px = face_square(box, margin)
     height, width = grey.shape
     pad_l, pad_t = max(0, -left), max(0, -top)
     pad_r, pad_b = max(0, left + side_px - width), max(0, top + side_px - height)

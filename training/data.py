@@ -14,12 +14,12 @@ import logging
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ferkit.vision import CLASSES, FACE_SIZE, crop_face, resize_grey, to_grey
+from ferkit.vision import CLASSES, DEFAULT_MARGIN, FACE_SIZE, crop_face, face_square, to_grey
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,335 @@ def load_fer2013_cached(path: str | Path, cache_dir: str | Path | None = None) -
     return data
 
 
+# -- image files ------------------------------------------------------------------------------
+
+# Pillow refuses images above this many pixels (decompression bombs) with an error we report.
+Image.MAX_IMAGE_PIXELS = 64_000_000
+
+
+def load_face_image(path: str | Path, box: Sequence[float] | None = None,
+                    margin: float = DEFAULT_MARGIN) -> np.ndarray:
+    """One image file -> (48, 48) uint8 face. With a box, crop around it; without, the image is
+    taken as a face crop already (centre square, so the aspect ratio is kept)."""
+    with Image.open(path) as im:
+        im.load()
+        grey = to_grey(im)
+    if box is None:
+        h, w = grey.shape
+        side = min(h, w)
+        return crop_face(grey, ((w - side) // 2, (h - side) // 2, side, side), margin=0.0)
+    return crop_face(grey, tuple(box), margin=margin)
+
+
+def _load_images(paths: Sequence[Path], loader: Callable[[Path], np.ndarray],
+                 skipped: list[tuple[str, str]], desc: str) -> tuple[list[np.ndarray], list[int]]:
+    """Load every path; unreadable files are logged, recorded in `skipped`, and left out."""
+    from tqdm import tqdm
+
+    faces, kept = [], []
+    for i, path in enumerate(tqdm(paths, desc=f"loading {desc}", unit="img", disable=len(paths) < 500,
+                                  leave=False)):
+        try:
+            faces.append(loader(path))
+            kept.append(i)
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("skipping %s: %s", path, reason)
+            skipped.append((str(path), reason))
+    if not faces:
+        raise DataError(f"{desc}: none of the {len(paths)} images could be read")
+    return faces, kept
+
+
+def _class_of(name: str, keep_contempt: bool = False) -> int | None:
+    idx = _NAME_TO_CLASS.get(name.strip().lower())
+    if idx is None:
+        return None
+    if idx == 7 and not keep_contempt:
+        return None
+    return idx
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_class_folders(root: str | Path, keep_contempt: bool = False,
+                       subject_pattern: str | None = r"^(S\d+)_") -> FaceData:
+    """Class folders: root/<class>/*.png, or with split folders root/<split>/<class>/*.png
+    (FER2013 image dumps use train/ and test/; CK+ crops use one folder per class). Folder names
+    are class names (angry, happy, ...) or FER2013 indices (0-6). Subjects are read from file names
+    when they match `subject_pattern` (CK+: S005_001_00000011.png)."""
+    root = _require(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: expected a folder of class folders")
+    classes = CLASSES_WITH_CONTEMPT if keep_contempt else CLASSES
+
+    def class_dirs(folder: Path) -> dict[int, Path]:
+        found = {}
+        for d in sorted(p for p in folder.iterdir() if p.is_dir()):
+            idx = int(d.name) if d.name.isdigit() else _class_of(d.name, keep_contempt)
+            if idx is not None and 0 <= idx < len(classes):
+                found[idx] = d
+        return found
+
+    direct = class_dirs(root)
+    layout: list[tuple[str | None, dict[int, Path]]] = []
+    if direct:
+        layout.append((None, direct))
+    else:
+        for d in sorted(p for p in root.iterdir() if p.is_dir()):
+            sub = class_dirs(d)
+            if sub:
+                layout.append((d.name, sub))
+    if not layout:
+        raise DataError(f"{root}: no class folders (expected names like {', '.join(CLASSES)} or 0-6)")
+    paths, labels, splits = [], [], []
+    for split_name, dirs in layout:
+        for idx, d in dirs.items():
+            files = _image_files(d)
+            paths += files
+            labels += [idx] * len(files)
+            splits += [split_name or ""] * len(files)
+    if not paths:
+        raise DataError(f"{root}: class folders hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    skipped: list[tuple[str, str]] = []
+    faces, kept = _load_images(paths, load_face_image, skipped, str(root))
+    subjects = None
+    if subject_pattern:
+        rx = re.compile(subject_pattern)
+        found = [rx.match(paths[i].name) for i in kept]
+        if all(found):
+            subjects = np.asarray([m.group(1) for m in found])
+    has_split = any(splits)
+    return FaceData(
+        images=np.stack(faces),
+        labels=np.asarray([labels[i] for i in kept], dtype=np.int64),
+        classes=classes,
+        split=np.asarray([splits[i] for i in kept]) if has_split else None,
+        subjects=subjects,
+        paths=[str(paths[i]) for i in kept],
+        skipped=skipped,
+        sha256=tree_sha256(root),
+    )
+
+
+def tree_sha256(root: Path) -> str:
+    """Hash of a folder's file names and contents (the data hash of image-folder datasets)."""
+    h = hashlib.sha256()
+    for p in sorted(q for q in Path(root).rglob("*") if q.is_file()):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(file_sha256(p).encode())
+    return h.hexdigest()
+
+
+# JAFFE file names: SUBJECT.EXPRn.ID.ext, e.g. KA.AN1.39.tiff
+_JAFFE_NAME = re.compile(r"^([A-Z]{2})\.([A-Z]{2})(\d*)\.(\d+)\.[A-Za-z]+$")
+_JAFFE_CODES = {"AN": 0, "DI": 1, "FE": 2, "HA": 3, "SA": 4, "SU": 5, "NE": 6}
+
+
+def load_jaffe(root: str | Path) -> FaceData:
+    """JAFFE by file name (SUBJECT.EXPRn.ID): the labels and the subjects come from the name."""
+    root = _require(root)
+    files = _image_files(root) if root.is_dir() else []
+    if not files:
+        raise DataError(f"{root}: no image files")
+    paths, labels, subjects = [], [], []
+    skipped: list[tuple[str, str]] = []
+    for p in files:
+        m = _JAFFE_NAME.match(p.name)
+        if not m or m.group(2) not in _JAFFE_CODES:
+            reason = "name is not SUBJECT.EXPRn.ID (e.g. KA.AN1.39.tiff)"
+            log.warning("skipping %s: %s", p, reason)
+            skipped.append((str(p), reason))
+            continue
+        paths.append(p)
+        labels.append(_JAFFE_CODES[m.group(2)])
+        subjects.append(m.group(1))
+    if not paths:
+        raise DataError(f"{root}: no JAFFE images (names like KA.AN1.39.tiff)")
+    faces, kept = _load_images(paths, load_face_image, skipped, str(root))
+    return FaceData(
+        images=np.stack(faces),
+        labels=np.asarray([labels[i] for i in kept], dtype=np.int64),
+        subjects=np.asarray([subjects[i] for i in kept]),
+        paths=[str(paths[i]) for i in kept],
+        skipped=skipped,
+        sha256=tree_sha256(root),
+    )
+
+
+def load_image_label_csv(csv_path: str | Path, image_root: str | Path | None = None) -> FaceData:
+    """`image_path,labels` CSV (the JAFFE layout here): paths relative to the CSV's folder (or
+    image_root), labels in the FER2013 order. JAFFE-style names also give the subject."""
+    csv_path = _require(csv_path)
+    root = Path(image_root) if image_root else csv_path.parent
+    paths, labels = [], []
+    with _open_text(csv_path) as fh:
+        reader = csv.DictReader(fh)
+        fields = [f.strip().lower() for f in reader.fieldnames or []]
+        if "image_path" not in fields or "labels" not in fields:
+            raise DataError(f"{csv_path}: expected columns image_path,labels; got {reader.fieldnames}")
+        for lineno, row in enumerate(reader, start=2):
+            row = {k.strip().lower(): v for k, v in row.items() if k is not None}
+            where = f"{csv_path}:{lineno}"
+            paths.append(root / row["image_path"].strip())
+            labels.append(_parse_label(row["labels"], where, len(CLASSES)))
+    if not paths:
+        raise DataError(f"{csv_path}: no rows")
+    skipped: list[tuple[str, str]] = []
+    faces, kept = _load_images(paths, load_face_image, skipped, str(csv_path))
+    names = [_JAFFE_NAME.match(paths[i].name) for i in kept]
+    return FaceData(
+        images=np.stack(faces),
+        labels=np.asarray([labels[i] for i in kept], dtype=np.int64),
+        subjects=np.asarray([m.group(1) for m in names]) if all(names) else None,
+        paths=[str(paths[i]) for i in kept],
+        skipped=skipped,
+        sha256=file_sha256(csv_path),
+    )
+
+
+# FER+ vote columns, in file order, and the FER2013 class each maps to (7 = contempt).
+FERPLUS_EMOTIONS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
+_FERPLUS_TO_FER = (6, 3, 5, 4, 0, 1, 2, 7)
+
+
+def load_ferplus(fer_csv: str | Path, votes_csv: str | Path, keep_contempt: bool = False,
+                 cache_dir: str | Path | None = None) -> FaceData:
+    """FER2013 pixels with the FER+ re-labels (same row order). Labels are the majority vote;
+    `soft` holds the vote distribution. Rows whose majority is unknown / not-a-face, or that have
+    no emotion votes, are dropped (as FER+'s own "majority" mode does)."""
+    base = load_fer2013_cached(fer_csv, cache_dir)
+    votes_csv = _require(votes_csv)
+    n_cls = 8 if keep_contempt else 7
+    rows = []
+    with _open_text(votes_csv) as fh:
+        reader = csv.reader(fh)
+        header = [h.strip().lower() for h in next(reader)]
+        missing = [c for c in FERPLUS_EMOTIONS + ("unknown", "nf") if c not in header]
+        if missing:
+            raise DataError(f"{votes_csv}: missing vote columns {missing}; header {header}")
+        cols = [header.index(c) for c in FERPLUS_EMOTIONS + ("unknown", "nf")]
+        for lineno, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            try:
+                rows.append([float(row[c]) for c in cols])
+            except (ValueError, IndexError):
+                raise DataError(f"{votes_csv}:{lineno}: vote counts must be numbers") from None
+    if len(rows) != len(base):
+        raise DataError(f"{votes_csv}: {len(rows)} rows, but {fer_csv} has {len(base)}; they must align")
+    v = np.asarray(rows, dtype=np.float32)
+    soft = np.zeros((len(v), n_cls), dtype=np.float32)
+    for j, k in enumerate(_FERPLUS_TO_FER):
+        if k < n_cls:
+            soft[:, k] += v[:, j]
+    emotion_votes = soft.sum(1)
+    majority_is_emotion = v[:, :8].max(1) >= v[:, 8:].max(1)
+    keep = (emotion_votes > 0) & majority_is_emotion
+    soft[keep] /= emotion_votes[keep, None]
+    data = replace(base, soft=soft, labels=soft.argmax(1).astype(np.int64),
+                   classes=CLASSES_WITH_CONTEMPT if keep_contempt else CLASSES,
+                   sha256=hashlib.sha256((base.sha256 + file_sha256(votes_csv)).encode()).hexdigest())
+    return data.subset(keep)
+
+
+# AffectNet expression codes -> FER2013 index (7 = contempt; 8 none, 9 uncertain, 10 no-face: dropped).
+_AFFECTNET_TO_FER = {0: 6, 1: 3, 2: 4, 3: 5, 4: 2, 5: 1, 6: 0, 7: 7}
+
+
+def load_affectnet_csv(csv_path: str | Path, image_root: str | Path, keep_contempt: bool = False,
+                       margin: float = DEFAULT_MARGIN) -> FaceData:
+    """AffectNet-style CSV: subDirectory_filePath, face_x, face_y, face_width, face_height,
+    facial_landmarks (68 "x;y;..." pairs), expression (0-10), valence, arousal. Faces are cropped
+    around the given box; landmarks are kept in [-1, 1] crop coordinates for the landmark head."""
+    csv_path, image_root = _require(csv_path), _require(image_root)
+    need = ["subdirectory_filepath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks",
+            "expression", "valence", "arousal"]
+    paths, boxes, labels, landmarks, va = [], [], [], [], []
+    with _open_text(csv_path) as fh:
+        reader = csv.DictReader(fh)
+        fields = {f.strip().lower(): f for f in reader.fieldnames or []}
+        missing = [c for c in need if c not in fields]
+        if missing:
+            raise DataError(f"{csv_path}: missing columns {missing}")
+        for lineno, row in enumerate(reader, start=2):
+            get = lambda c: row[fields[c]].strip()  # noqa: E731
+            where = f"{csv_path}:{lineno}"
+            expr = _parse_label(get("expression"), where, 11)
+            label = _AFFECTNET_TO_FER.get(expr)
+            if label is None or (label == 7 and not keep_contempt):
+                continue
+            try:
+                box = tuple(float(get(c)) for c in ("face_x", "face_y", "face_width", "face_height"))
+                pts = [float(t) for t in get("facial_landmarks").split(";") if t.strip()]
+                valence, arousal = float(get("valence")), float(get("arousal"))
+            except ValueError:
+                raise DataError(f"{where}: face box, landmarks, valence and arousal must be numbers") from None
+            if len(pts) != 136:
+                raise DataError(f"{where}: expected 68 landmarks (136 numbers), got {len(pts)}")
+            if box[2] <= 0 or box[3] <= 0:
+                raise DataError(f"{where}: face box {box} has no area")
+            left, top, side = face_square(box, margin)
+            lm = (np.asarray(pts, dtype=np.float32).reshape(68, 2) - (left, top)) / side * 2.0 - 1.0
+            paths.append(image_root / get("subdirectory_filepath"))
+            boxes.append(box)
+            labels.append(label)
+            landmarks.append(np.clip(lm, -1.0, 1.0))
+            va.append((valence, arousal))
+    if not paths:
+        raise DataError(f"{csv_path}: no rows with a usable expression")
+    skipped: list[tuple[str, str]] = []
+    boxes_by_path = dict(zip(paths, boxes))
+    faces, kept = _load_images(paths, lambda p: load_face_image(p, boxes_by_path[p], margin), skipped,
+                               str(csv_path))
+    return FaceData(
+        images=np.stack(faces),
+        labels=np.asarray([labels[i] for i in kept], dtype=np.int64),
+        classes=CLASSES_WITH_CONTEMPT if keep_contempt else CLASSES,
+        landmarks=np.stack([landmarks[i] for i in kept]),
+        paths=[str(paths[i]) for i in kept],
+        skipped=skipped,
+        sha256=file_sha256(csv_path),
+    )
+
+
+# -- splits ----------------------------------------------------------------------------------
+
+def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int = 0,
+                     groups: np.ndarray | None = None) -> list[np.ndarray]:
+    """Index arrays [rest, part_1, part_2, ...]: each part takes `fraction` of every class.
+    With groups (subjects), whole groups go to one part, so no subject is in two parts."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
+    if groups is not None:
+        uniq = np.unique(groups)
+        rng.shuffle(uniq)
+        bounds = np.cumsum([0] + [max(1, int(round(f * len(uniq)))) for f in fractions])
+        if bounds[-1] >= len(uniq):
+            raise DataError(f"{len(uniq)} subjects are too few for a subject-wise split {list(fractions)}")
+        for k in range(len(fractions)):
+            chosen = set(uniq[bounds[k] : bounds[k + 1]].tolist())
+            parts[k + 1] = [i for i, g in enumerate(groups) if g in chosen]
+        taken = set(i for p in parts[1:] for i in p)
+        parts[0] = [i for i in range(len(labels)) if i not in taken]
+    else:
+        for c in np.unique(labels):
+            idx = np.flatnonzero(labels == c)
+            rng.shuffle(idx)
+            start = 0
+            for k, f in enumerate(fractions):
+                take = int(round(f * len(idx)))
+                if take == 0 and f > 0 and len(idx) > len(fractions):
+                    take = 1
+                parts[k + 1] += idx[start : start + take].tolist()
+                start += take
+            parts[0] += idx[start:].tolist()
+    return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
+
+
 @dataclass
 class Splits:
     train: FaceData
@@ -230,7 +559,49 @@ def load_splits(cfg, cache_dir: str | Path | None = None) -> Splits:
         splits = Splits(_by_usage(data, cfg.train_split), _by_usage(data, cfg.val_split),
                         _by_usage(data, cfg.test_split) if cfg.test_split else None, data.sha256)
     else:
-        splits = _load_other_splits(cfg)
+        splits = _load_other_splits(cfg, cache_dir)
     if cfg.limit:
         splits.train = splits.train.subset(np.arange(min(cfg.limit, len(splits.train))))
     return splits
+
+
+def load_any(cfg, cache_dir: str | Path | None = None) -> FaceData:
+    """The whole dataset a recipe's `data` section names (before splitting)."""
+    fmt = cfg.format
+    if fmt in ("fer2013_csv", "task_csv"):
+        return load_fer2013_cached(cfg.path, cache_dir) if fmt == "fer2013_csv" else load_fer2013_csv(cfg.path)
+    if fmt in ("fer2013_folders", "ckplus"):
+        return load_class_folders(cfg.path, keep_contempt=cfg.keep_contempt)
+    if fmt == "ferplus":
+        return load_ferplus(cfg.path, cfg.extra_path, keep_contempt=cfg.keep_contempt, cache_dir=cache_dir)
+    if fmt == "jaffe":
+        return load_jaffe(cfg.path)
+    if fmt == "jaffe_csv":
+        return load_image_label_csv(cfg.path, cfg.extra_path or None)
+    if fmt == "affectnet":
+        return load_affectnet_csv(cfg.path, cfg.extra_path, keep_contempt=cfg.keep_contempt)
+    raise DataError(f"unknown data format {fmt!r}; choose one of {DATA_FORMATS}")
+
+
+DATA_FORMATS = ("fer2013_csv", "task_csv", "fer2013_folders", "ckplus", "ferplus", "jaffe", "jaffe_csv", "affectnet")
+
+
+def _load_other_splits(cfg, cache_dir: str | Path | None = None) -> Splits:
+    data = load_any(cfg, cache_dir)
+    if data.split is not None and cfg.train_split in set(data.split.tolist()) and (
+        cfg.val_split in set(data.split.tolist())
+    ):
+        # Given splits (FER+ Usage, FER2013 folder dumps with train/ and test/ etc.).
+        test = data.subset(data.split == cfg.test_split) if cfg.test_split in set(data.split.tolist()) else None
+        return Splits(data.subset(data.split == cfg.train_split), data.subset(data.split == cfg.val_split),
+                      test, data.sha256, data.classes)
+    if data.split is not None and cfg.train_split in set(data.split.tolist()):
+        # Only a train split given (e.g. train/ and test/ folders): validation comes out of train.
+        pool = data.subset(data.split == cfg.train_split)
+        held = [s for s in set(data.split.tolist()) if s != cfg.train_split]
+        test = data.subset(data.split == held[0]) if held else None
+        rest, val = stratified_split(pool.labels, [cfg.val_fraction], groups=pool.subjects)
+        return Splits(pool.subset(rest), pool.subset(val), test, data.sha256, data.classes)
+    rest, val, test = stratified_split(data.labels, [cfg.val_fraction, cfg.test_fraction], groups=data.subjects)
+    return Splits(data.subset(rest), data.subset(val), data.subset(test) if len(test) else None,
+                  data.sha256, data.classes)

@@ -114,6 +114,11 @@ def build_model(arch: str = "resnet18", num_classes: int = 7, stem: str = "stand
         net = _googlenet(num_classes, dropout)
     else:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHITECTURES}")
+    # torchvision's EfficientNet/MobileNetV3 keep BatchNorm momentum 0.01 (ImageNet-length runs);
+    # on FER-sized data (JAFFE has 213 images) the running statistics would lag far behind.
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.1
     if landmarks > 0:
         net = LandmarkNet(net, landmarks)
     return net

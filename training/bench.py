@@ -1,0 +1,82 @@
+"""Benchmarks (commands, not tests): evaluation speed/accuracy of a model version, and the
+training input pipeline's overhead over pure forward/backward time."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from training.config import TrainConfig
+from training.data import FaceData
+from training.engine import Trainer
+from training.evaluate import LoadedModel, evaluate
+
+
+def bench_eval(loaded: LoadedModel, data: FaceData, tta_modes=("none", "flip", "tencrop"),
+               batch_size: int = 256) -> dict[str, Any]:
+    """Accuracy, macro-F1 and images/s per TTA mode, and the raw forward throughput."""
+    results = {}
+    for mode in tta_modes:
+        m = evaluate(loaded, data, tta=mode, batch_size=batch_size)
+        results[mode] = {k: m[k] for k in ("n", "accuracy", "macro_f1", "images_per_s", "seconds")}
+    # Raw batched forward on already normalised input: the ceiling the serving path is compared with.
+    x = torch.zeros(batch_size, loaded.spec.channels, *loaded.spec.size)
+    with torch.inference_mode():
+        loaded.model(x)
+        reps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < 3.0:
+            loaded.model(x)
+            reps += 1
+    results["raw_forward_images_per_s"] = reps * batch_size / (time.perf_counter() - start)
+    return results
+
+
+def bench_pipeline(cfg: TrainConfig, steps: int = 40, warmup: int = 3, splits=None,
+                   cache_dir: str | None = None) -> dict[str, Any]:
+    """Time `steps` training steps as the loop runs them (index the uint8 tensor, augment, forward,
+    backward, update), then the pure forward/backward/update of the very same batches prepared
+    beforehand. overhead_pct = 100 * (loop / pure - 1)."""
+    cfg.max_steps_per_epoch = steps
+    trainer = Trainer(cfg, splits=splits, cache_dir=cache_dir, progress=False)
+    batches = trainer.batches()
+    for _ in range(warmup):
+        idx = next(batches, None)
+        if idx is None:
+            break
+        trainer.step(*trainer.make_batch(idx))
+
+    torch.manual_seed(cfg.seed)
+    trainer.gen.manual_seed(cfg.seed)
+    start = time.perf_counter()
+    stats = trainer.train_epoch()
+    loop_s = time.perf_counter() - start
+
+    trainer.gen.manual_seed(cfg.seed)
+    prepared = [trainer.make_batch(idx) for idx in trainer.batches()]
+    start = time.perf_counter()
+    for x, t, lm in prepared:
+        trainer.step(x, t, lm)
+    pure_s = time.perf_counter() - start
+    n = sum(len(x) for x, _, _ in prepared)
+    epoch_steps = max(1, len(trainer.train_x) // cfg.batch_size)
+    return {
+        "steps": len(prepared),
+        "batch_size": cfg.batch_size,
+        "loop_s": loop_s,
+        "pure_s": pure_s,
+        "augment_s": stats["augment_s"],
+        "overhead_pct": 100.0 * (loop_s / pure_s - 1.0),
+        "loop_images_per_s": n / loop_s,
+        "pure_images_per_s": n / pure_s,
+        "estimated_epoch_s": loop_s / len(prepared) * epoch_steps,
+        "threads": torch.get_num_threads(),
+        "device": str(trainer.device),
+    }
+
+
+def format_table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows)
+

@@ -1,0 +1,115 @@
+"""Export a checkpoint as a new version of a Triton model repository."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ferkit import modelrepo
+from ferkit.vision import CLASSES, InputSpec, ModelMetadata
+from training.config import config_from_dict
+from training.models import build_model
+
+log = logging.getLogger(__name__)
+
+EQUIVALENCE_TOLERANCE = 1e-5
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+def load_checkpoint(path: str | Path, weights: str = "selected") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the model a training checkpoint describes and load its weights (`selected`: the
+    weights validation chose, i.e. the EMA when one was kept; `model`: the raw weights)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    for key in ("config", "classes", "input", weights):
+        if key not in ck:
+            raise ExportError(f"{path}: not a training checkpoint (no {key!r})")
+    cfg = config_from_dict(ck["config"])
+    model = build_model(cfg.model.arch, len(ck["classes"]), cfg.model.stem, cfg.model.dropout, cfg.model.landmarks)
+    state = ck[weights]
+    # An EMA state dict (AveragedModel.module) has the same keys as the model's.
+    model.load_state_dict(state)
+    model.eval()
+    return model, ck
+
+
+def to_torchscript(model: torch.nn.Module, spec: InputSpec, check_batch: int = 5) -> torch.jit.ScriptModule:
+    """Trace to TorchScript and check it against the eager model (max |difference| <= 1e-5) on a
+    batch size other than the one traced, so the dynamic batch dimension is exercised."""
+    model = model.eval().cpu()
+    h, w = spec.size
+    gen = torch.Generator().manual_seed(0)
+    example = torch.randn(2, spec.channels, h, w, generator=gen)
+    with torch.no_grad(), warnings.catch_warnings():
+        # TorchScript is what Triton's libtorch backend loads; its deprecation notice is not actionable here.
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.trace(model, example, check_trace=False)
+        check = torch.randn(check_batch, spec.channels, h, w, generator=gen)
+        diff = float((scripted(check) - model(check)).abs().max())
+    if not diff <= EQUIVALENCE_TOLERANCE:
+        raise ExportError(f"TorchScript output differs from the eager model by {diff:.2e} "
+                          f"(tolerance {EQUIVALENCE_TOLERANCE:.0e})")
+    log.info("TorchScript matches eager within %.1e (max diff %.2e)", EQUIVALENCE_TOLERANCE, diff)
+    return scripted
+
+
+def export_version(
+    checkpoint: str | Path,
+    repo_root: str | Path = "models",
+    name: str | None = None,
+    metrics: dict[str, Any] | None = None,
+    attachments: list[str | Path] | None = None,
+    version: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write models/<name>/<version>/ (model.pt, metadata.json, model.py, attachments such as the
+    confusion matrix and the report) and refresh the model's config files. Returns the version dir."""
+    model, ck = load_checkpoint(checkpoint)
+    spec = InputSpec.from_dict(ck["input"])
+    cfg = ck["config"]
+    name = name or cfg.get("name") or "fer_model"
+    classes = tuple(ck["classes"])
+    if classes[: len(CLASSES)] != CLASSES:
+        raise ExportError(f"checkpoint classes {classes} are not in the FER2013 order {CLASSES}")
+    scripted = to_torchscript(model, spec)
+
+    def fill(tmp: Path, number: int) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.jit.save(scripted, str(tmp / modelrepo.MODEL_FILENAME))
+        meta = ModelMetadata(
+            name=name,
+            version=number,
+            architecture=ck.get("architecture", cfg["model"]["arch"]),
+            classes=classes,
+            input=spec,
+            metrics=metrics or {},
+            data_sha256=ck.get("data_sha256", ""),
+            training_config=cfg,
+            git_revision=ck.get("git_revision", "unknown"),
+            input_name=modelrepo.INPUT_NAME,
+            output_name=modelrepo.OUTPUT_NAME,
+            extra={"best_epoch": ck.get("best_epoch"), "epochs_trained": ck.get("epoch"),
+                   "validation_accuracy": ck.get("best_acc"), **(extra or {})},
+        )
+        meta.save(tmp / modelrepo.METADATA_FILENAME)
+        for item in attachments or []:
+            item = Path(item)
+            if not item.is_file():
+                raise FileNotFoundError(f"attachment {item} does not exist")
+            shutil.copyfile(item, tmp / item.name)
+
+    path = modelrepo.write_version(repo_root, name, fill, version=version)
+    modelrepo.write_model_configs(Path(repo_root) / name, name, (spec.channels, *spec.size), len(classes))
+    log.info("exported %s version %s to %s", name, path.name, path)
+    return path

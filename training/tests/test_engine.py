@@ -1,0 +1,154 @@
+import csv
+import os
+import socket
+
+import pytest
+import torch
+
+from training.augment import BatchAugment, mix_batch
+from training.config import AugmentConfig, load_config
+from training.engine import lr_factor, plan_epochs, train
+from training.models import ARCHITECTURES, build_model
+from training.tests.conftest import small_config
+from ferkit.vision import InputSpec
+
+
+def _history(out):
+    with open(out / "history.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_loss_falls_and_accuracy_rises(trained):
+    out, result = trained
+    rows = _history(out)
+    assert len(rows) == 4
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"]) - 0.2
+    assert float(rows[-1]["val_acc"]) > 0.4  # chance is 1/7
+    assert result["best_acc"] == max(float(r["val_acc"]) for r in rows)
+    for name in ("best.pt", "last.pt", "config.yaml", "training_curve.png", "history.csv"):
+        assert (out / name).exists(), name
+
+
+def test_resume_continues_where_it_stopped(fer_csv, tmp_path):
+    kw = dict(epochs=3, max_steps_per_epoch=3)
+    straight = train(small_config(fer_csv, tmp_path / "a", **kw), progress=False)
+    train(small_config(fer_csv, tmp_path / "b", **{**kw, "epochs": 2}), progress=False)
+    # The same recipe asked for 3 epochs, resumed from the 2-epoch checkpoint.
+    resumed = train(small_config(fer_csv, tmp_path / "b", **kw), resume=tmp_path / "b" / "last.pt", progress=False)
+    assert resumed["epochs"] == 3
+    a, b = _history(tmp_path / "a"), _history(tmp_path / "b")
+    assert [r["epoch"] for r in b] == ["1", "2", "3"]
+    assert float(a[-1]["val_loss"]) == pytest.approx(float(b[-1]["val_loss"]), rel=1e-4)
+    wa = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
+    wb = torch.load(tmp_path / "b" / "last.pt", weights_only=False)["model"]
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+    assert straight["epochs"] == 3
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_with_one_cpu_process(fer_csv, tmp_path, monkeypatch):
+    for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0", "WORLD_SIZE": "1",
+                 "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(k, v)
+    cfg = small_config(fer_csv, tmp_path, epochs=1, max_steps_per_epoch=2)
+    result = train(cfg, progress=False)
+    assert result["epochs"] == 1 and (tmp_path / "last.pt").exists()
+    assert not torch.distributed.is_initialized()
+
+
+def test_ema_class_weights_and_landmark_options_run(fer_csv, tmp_path):
+    cfg = small_config(fer_csv, tmp_path, epochs=1, max_steps_per_epoch=2, ema_decay=0.9, class_balance="sampler",
+                       augment__mixup_alpha=0.2, augment__cutmix_alpha=1.0,
+                       augment__mix_p=1.0)
+    train(cfg, progress=False)
+    ck = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert ck["ema"] is not None
+    assert not all(torch.equal(ck["selected"][k], ck["model"][k]) for k in ck["model"] if ck["model"][k].is_floating_point())
+
+
+def test_landmark_head_trains_jointly():
+    net = build_model("resnet18", landmarks=68)
+    x = torch.randn(2, 1, 48, 48)
+    assert net(x).shape == (2, 7)
+    logits, lm = net.forward_with_landmarks(x)
+    assert lm.shape == (2, 68, 2) and lm.abs().max() <= 1
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_factory_builds_grey_48_models(arch):
+    net = build_model(arch).eval()
+    with torch.no_grad():
+        assert net(torch.randn(2, 1, 48, 48)).shape == (2, 7)
+
+
+@pytest.mark.parametrize("stem,size", [("standard", 12), ("s1pool", 24), ("s1", 48)])
+def test_resnet_stems_keep_the_stated_resolution(stem, size):
+    net = build_model("resnet18", stem=stem).eval()
+    x = torch.randn(1, 1, 48, 48)
+    with torch.no_grad():
+        y = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    assert y.shape[-1] == size
+    with pytest.raises(ValueError, match="unknown resnet18 stem"):
+        build_model("resnet18", stem="huge")
+
+
+def test_schedule_warmup_cosine_and_deadline_plan():
+    assert lr_factor(0, 100, 10, 0.0) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10, 0.0) == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10, 0.0) == pytest.approx(0.5)
+    assert lr_factor(100, 100, 10, 0.0) == pytest.approx(0.0)
+    assert plan_epochs(5, 30, [], 1000) == 30
+    assert plan_epochs(5, 30, [100, 120, 110], 1000) == 5 + 8  # the slowest recent epoch counts
+    assert plan_epochs(5, 30, [100], 10) == 5
+
+
+def test_augment_shapes_determinism_and_identity():
+    faces = torch.randint(0, 256, (16, 48, 48), dtype=torch.uint8)
+    spec = InputSpec()
+    a = BatchAugment(AugmentConfig(), spec, torch.Generator().manual_seed(1))(faces)
+    b = BatchAugment(AugmentConfig(), spec, torch.Generator().manual_seed(1))(faces)
+    assert a.shape == (16, 1, 48, 48) and a.dtype == torch.float32
+    torch.testing.assert_close(a, b)
+    off = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotate_deg=0, flip=False, brightness=0,
+                        contrast=0, erasing_p=0)
+    ident = BatchAugment(off, spec, torch.Generator().manual_seed(0))(faces)
+    torch.testing.assert_close(ident, faces.float().unsqueeze(1) / 255 * 2 - 1, atol=1e-4, rtol=0)
+    erase = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotate_deg=0, flip=False, brightness=0,
+                          contrast=0, erasing_p=1.0, erasing_scale=(0.1, 0.1))
+    white = torch.full((4, 48, 48), 255, dtype=torch.uint8)
+    e = BatchAugment(erase, spec, torch.Generator().manual_seed(0))(white)
+    zeros = (e == 0).float().mean(dim=(1, 2, 3))
+    assert ((zeros > 0.03) & (zeros < 0.2)).all()
+
+
+def test_mixup_targets_stay_distributions():
+    x = torch.randn(8, 1, 48, 48)
+    t = torch.nn.functional.one_hot(torch.arange(8) % 7, 7).float()
+    for cfg in (AugmentConfig(mixup_alpha=0.4, mix_p=1.0), AugmentConfig(cutmix_alpha=1.0, mix_p=1.0)):
+        xm, tm = mix_batch(x, t, cfg, torch.Generator().manual_seed(0))
+        assert xm.shape == x.shape
+        torch.testing.assert_close(tm.sum(1), torch.ones(8))
+
+
+def test_config_rejects_unknown_keys(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("epochs: 2\noptim:\n  lr: 0.1\n  momentun: 0.9\n")
+    with pytest.raises(ValueError, match="momentun"):
+        load_config(p)
+    p.write_text("epochs: 2\n")
+    cfg = load_config(p, ["optim.lr=0.01", "augment.crop_scale=[0.5, 1.0]"])
+    assert cfg.optim.lr == 0.01 and cfg.augment.crop_scale == (0.5, 1.0)
+
+
+def test_shipped_recipes_load():
+    root = os.path.join(os.path.dirname(__file__), "..", "configs")
+    names = [n for n in os.listdir(root) if n.endswith(".yaml")]
+    assert names
+    for n in names:
+        load_config(os.path.join(root, n))
