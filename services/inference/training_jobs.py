@@ -26,7 +26,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from prometheus_client import Counter
+
 log = logging.getLogger(__name__)
+
+# Counted once per job and process: "created" at launch, "succeeded"/"failed" when first seen finished.
+TRAINING_JOBS = Counter("training_jobs_total", "Training jobs by status: created, succeeded, failed.", ["status"])
 
 JOB_LABEL_APP = "fer-training"
 JOB_ID_LABEL = "fer.ai/training-job-id"
@@ -301,6 +306,23 @@ class TrainingLauncher(Protocol):
     def status(self, job_id: str) -> JobState: ...
 
 
+class _FinishedCounter:
+    """Counts each job's terminal status once, however often its status is read."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def observe(self, job_id: str, state: JobState) -> JobState:
+        if state.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+            with self._lock:
+                if job_id in self._seen:
+                    return state
+                self._seen.add(job_id)
+            TRAINING_JOBS.labels(status=state.status.value).inc()
+        return state
+
+
 class KubernetesLauncher:
     """Creates and reads Jobs with the official client (in-cluster config by default)."""
 
@@ -314,6 +336,7 @@ class KubernetesLauncher:
                 kube_config.load_kube_config()
             api_client = client.ApiClient()
         self.cfg = cfg
+        self._finished = _FinishedCounter()
         self._batch = client.BatchV1Api(api_client)
         self._api_exception = client.exceptions.ApiException
 
@@ -325,6 +348,7 @@ class KubernetesLauncher:
             if exc.status == 409:
                 raise FileExistsError(f"training job {spec.job_id} already exists") from exc
             raise
+        TRAINING_JOBS.labels(status="created").inc()
         log.info("created Job %s/%s (gpus=%d)", self.cfg.namespace, body["metadata"]["name"], spec.gpus)
         return body["metadata"]["name"]
 
@@ -337,13 +361,13 @@ class KubernetesLauncher:
             raise
         status = job.status.to_dict() if job.status is not None else {}
         # to_dict() gives snake_case; the mapper reads the wire (camelCase) names it uses.
-        return job_state_from_status({
+        return self._finished.observe(job_id, job_state_from_status({
             "conditions": status.get("conditions"),
             "succeeded": status.get("succeeded"),
             "failed": status.get("failed"),
             "active": status.get("active"),
             "ready": status.get("ready"),
-        })
+        }))
 
     def delete(self, job_id: str) -> None:
         from kubernetes import client
@@ -377,6 +401,7 @@ class LocalLauncher:
         self._lock = threading.Lock()
         self._jobs: dict[str, JobState] = {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._finished = _FinishedCounter()
 
     def steps(self, spec: TrainingJobSpec) -> list[list[str]]:
         # torchrun from the same environment as the interpreter.
@@ -389,6 +414,7 @@ class LocalLauncher:
             if spec.job_id in self._jobs:
                 raise FileExistsError(f"training job {spec.job_id} already exists")
             self._jobs[spec.job_id] = JobState(JobStatus.QUEUED)
+        TRAINING_JOBS.labels(status="created").inc()
         thread = threading.Thread(target=self._run, args=(spec, self.steps(spec)),
                                   name=f"train-{spec.job_id}", daemon=True)
         thread.start()
@@ -418,6 +444,7 @@ class LocalLauncher:
     def _set(self, job_id: str, state: JobState) -> None:
         with self._lock:
             self._jobs[job_id] = state
+        self._finished.observe(job_id, state)
 
     def status(self, job_id: str) -> JobState:
         with self._lock:

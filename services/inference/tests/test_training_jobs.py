@@ -209,6 +209,12 @@ def emulator():
         loop.close()
 
 
+def _count(status: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("training_jobs_total", {"status": status}) or 0.0
+
+
 def _set_status(api: client.ApiClient, job_id: str, status: dict) -> None:
     # Plays the Job controller, which the emulator does not run.
     client.BatchV1Api(api).patch_namespaced_job_status(job_name(job_id), NS, {"status": status})
@@ -234,21 +240,27 @@ def test_launch_creates_the_job_and_reads_its_lifecycle(emulator) -> None:
     assert launcher.status("run-1").status is JobStatus.QUEUED
     _set_status(api, "run-1", {"active": 1, "ready": 1, "startTime": "2026-01-01T00:00:00Z"})
     assert launcher.status("run-1").status is JobStatus.RUNNING
+    before = _count("succeeded")
     _set_status(api, "run-1", {"active": 0, "ready": 0, "succeeded": 1, "conditions": [
         {"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]})
     assert launcher.status("run-1").status is JobStatus.SUCCEEDED
+    assert launcher.status("run-1").status is JobStatus.SUCCEEDED
+    assert _count("succeeded") == before + 1  # counted once, however often it is read
 
 
 def test_failed_job_reports_the_reason(emulator) -> None:
     _, api = emulator
     launcher = KubernetesLauncher(GPU_CFG, api_client=api)
+    created, failed = _count("created"), _count("failed")
     launcher.launch(TrainingJobSpec(job_id="run-2", dataset="d.csv", recipe="r", gpus=1))
+    assert _count("created") == created + 1
     _set_status(api, "run-2", {"failed": 3, "conditions": [
         {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
          "message": "Job has reached the specified backoff limit"}]})
     state = launcher.status("run-2")
     assert state.status is JobStatus.FAILED
     assert "backoff limit" in state.message
+    assert _count("failed") == failed + 1
 
 
 def test_duplicate_and_unknown_jobs(emulator) -> None:
