@@ -1,0 +1,96 @@
+"""PDF and JSON reports on a prediction: asked for, rendered in the background, downloaded when done."""
+from datetime import datetime
+from typing import Literal
+
+import grpc
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from pydantic import BaseModel, Field
+
+from fer.v1 import auth_pb2, reports_pb2
+from services.gateway.schemas import StrictBody
+from services.gateway.security import current_user
+
+router = APIRouter(prefix="/reports", tags=["reports"])
+
+
+class ReportIn(StrictBody):
+    prediction_id: str = Field(min_length=1, max_length=64, description="The id of a prediction in the caller's history.")
+    format: Literal["pdf", "json"] = "pdf"
+
+
+class ReportAccepted(BaseModel):
+    id: str
+    status: str = Field(description="queued: poll GET /reports/{id} until done (or failed).")
+
+
+class ReportOut(BaseModel):
+    id: str
+    prediction_id: str
+    format: str
+    status: Literal["queued", "running", "done", "failed"]
+    error: str | None = Field(description="Why the report failed (or why the last attempt did, while it is retried).")
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    filename: str | None
+    size_bytes: int | None
+    download_url: str | None
+
+    @classmethod
+    def from_proto(cls, report: reports_pb2.Report, request: Request) -> "ReportOut":
+        done = report.status == "done"
+        return cls(
+            id=report.id,
+            prediction_id=report.result_id,
+            format=report.format,
+            status=report.status,
+            error=report.error or None,
+            attempts=report.attempts,
+            created_at=report.created_at.ToDatetime(),
+            updated_at=report.updated_at.ToDatetime(),
+            filename=report.filename if done else None,
+            size_bytes=report.size_bytes if done else None,
+            download_url=str(request.url_for("download_report", report_id=report.id).path) if done else None,
+        )
+
+
+def _reports(request: Request):
+    stub = request.app.state.upstreams.reports
+    if stub is None:
+        raise HTTPException(status_code=503, detail="reports are not available in this deployment")
+    return stub
+
+
+@router.post("", status_code=202, response_model=ReportAccepted)
+async def request_report(body: ReportIn, request: Request, response: Response, user: auth_pb2.User = Depends(current_user)) -> ReportAccepted:
+    """Asks for a report on one of the caller's predictions; 404 if the prediction is not theirs."""
+    report = await _reports(request).RequestReport(
+        reports_pb2.RequestReportRequest(owner_id=user.id, result_id=body.prediction_id, format=body.format)
+    )
+    response.headers["Location"] = str(request.url_for("get_report", report_id=report.id).path)
+    return ReportAccepted(id=report.id, status=report.status)
+
+
+@router.get("/{report_id}", response_model=ReportOut)
+async def get_report(report_id: str, request: Request, user: auth_pb2.User = Depends(current_user)) -> ReportOut:
+    report = await _reports(request).GetReport(reports_pb2.GetReportRequest(owner_id=user.id, id=report_id))
+    return ReportOut.from_proto(report, request)
+
+
+@router.get(
+    "/{report_id}/download",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}, "application/json": {}}}, 409: {"description": "not done yet, or failed"}},
+)
+async def download_report(report_id: str, request: Request, user: auth_pb2.User = Depends(current_user)) -> Response:
+    try:
+        file = await _reports(request).GetReportFile(reports_pb2.GetReportRequest(owner_id=user.id, id=report_id))
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+            raise HTTPException(status_code=409, detail=exc.details()) from None
+        raise
+    return Response(
+        content=file.content,
+        media_type=file.content_type,
+        headers={"Content-Disposition": f'attachment; filename="{file.filename}"', "Cache-Control": "private, max-age=3600"},
+    )
