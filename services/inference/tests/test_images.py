@@ -1,0 +1,96 @@
+"""Upload validation and conversion (ferkit.images): refused with the right status, or converted."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from ferkit import images
+
+
+def encode(image: Image.Image, fmt: str, **params) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=fmt, **params)
+    return out.getvalue()
+
+
+ASTRONAUT = Image.fromarray(skdata.astronaut())
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "word"),
+    [
+        (b"", 422, "empty"),
+        (b"hello, world" * 20, 415, "not an image"),
+        (encode(ASTRONAUT, "PDF"), 415, "not an image"),
+        (encode(Image.new("L", (7_000, 7_000)), "PNG"), 413, "bomb"),
+        (encode(Image.new("L", (13_000, 8)), "PNG"), 422, "exceed"),
+        (encode(Image.new("L", (4, 400)), "PNG"), 422, "at least"),
+    ],
+    ids=["empty", "text", "pdf", "bomb", "too-wide", "too-thin"],
+)
+def test_refused_before_decoding(data, status, word):
+    for check in (images.probe, images.decode):
+        with pytest.raises(images.ImageError) as caught:
+            check(data)
+        assert caught.value.status == status and word in str(caught.value)
+
+
+def test_size_limit_and_pillows_own_bomb_guard():
+    with pytest.raises(images.ImageError) as caught:
+        images.probe(b"x" * 101, images.ImageLimits(max_bytes=100))
+    assert caught.value.status == 413
+    # Above Pillow's own limit (2 x MAX_IMAGE_PIXELS) open() itself refuses: still a 413, never a crash.
+    huge = encode(Image.new("1", (16_000, 12_000)), "PNG")
+    with pytest.raises(images.ImageError) as caught:
+        images.probe(huge, images.ImageLimits(max_pixels=10**12, max_side=10**6))
+    assert caught.value.status == 413
+
+
+def test_truncated_passes_the_header_check_but_not_the_decode():
+    jpeg = encode(ASTRONAUT, "JPEG")
+    half = jpeg[: len(jpeg) // 2]
+    assert images.probe(half).format == "JPEG"
+    with pytest.raises(images.ImageError) as caught:
+        images.decode(half)
+    assert caught.value.status == 422 and "truncated" in str(caught.value)
+
+
+def test_multi_frame_refused_single_frame_gif_accepted():
+    frames = [Image.new("RGB", (32, 32), c) for c in ("red", "green", "blue")]
+    animated = io.BytesIO()
+    frames[0].save(animated, format="GIF", save_all=True, append_images=frames[1:])
+    with pytest.raises(images.ImageError, match="3 frames"):
+        images.probe(animated.getvalue())
+    assert images.decode(encode(frames[0], "GIF")).rgb.shape == (32, 32, 3)
+
+
+def test_modes_are_converted_to_8bit_rgb():
+    grey = np.asarray(ASTRONAUT.convert("L"))
+    grey16 = Image.fromarray(grey.astype(np.uint16) * 257)
+    rgba = ASTRONAUT.convert("RGBA")
+    rgba.putalpha(0)  # fully transparent: white, as a browser shows it
+    for image, fmt in [
+        (ASTRONAUT.convert("CMYK"), "JPEG"),
+        (ASTRONAUT.convert("CMYK"), "TIFF"),
+        (grey16, "PNG"),
+        (ASTRONAUT.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+        (ASTRONAUT.convert("LA"), "PNG"),
+        (ASTRONAUT.convert("1"), "BMP"),
+        (ASTRONAUT, "WEBP"),
+    ]:
+        decoded = images.decode(encode(image, fmt))
+        assert decoded.rgb.dtype == np.uint8 and decoded.rgb.shape == (512, 512, 3), (image.mode, fmt)
+    # 16-bit grey keeps its values (scaled to 8 bits), not clipped to white.
+    np.testing.assert_allclose(images.decode(encode(grey16, "PNG")).rgb[..., 0], grey, atol=1)
+    assert (images.decode(encode(rgba, "PNG")).rgb == 255).all()
+
+
+def test_exif_orientation_is_applied():
+    wide = ASTRONAUT.resize((400, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to view": the camera held upright
+    decoded = images.decode(encode(wide, "JPEG", exif=exif))
+    assert (decoded.width, decoded.height) == (200, 400)
+    assert decoded.info.content_type == "image/jpeg"

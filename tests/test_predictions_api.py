@@ -1,0 +1,187 @@
+"""POST /api/v1/predictions and friends through the real gateway, auth, reports and inference services
+and the real bundled Triton: faces and expressions of a real photo, history, annotated images, the
+owner-only rule, usage counts, bad uploads (each a clear 4xx with nothing stored), models and promote,
+and Triton down answering 503."""
+import asyncio
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from ferkit.vision import CLASSES
+from tests.fixtures.auth import register_and_login
+from tests.fixtures.inference import UPLOAD_LIMIT
+from tests.fixtures.triton import MODEL_NAME
+
+API = "/api/v1"
+
+
+def encode(image: Image.Image, fmt: str, **params) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=fmt, **params)
+    return out.getvalue()
+
+
+ASTRONAUT = Image.fromarray(skdata.astronaut())
+
+
+async def upload(client, headers, data: bytes, filename: str = "photo.png", notes: str | None = None):
+    form = {"notes": notes} if notes is not None else None
+    return await client.post(f"{API}/predictions", headers=headers, files={"file": (filename, data, "application/octet-stream")}, data=form)
+
+
+async def state(client, headers) -> tuple[int, int]:
+    """(results in the caller's history, the caller's usage count)."""
+    history = (await client.get(f"{API}/predictions", headers=headers)).json()
+    me = (await client.get(f"{API}/users/me", headers=headers)).json()
+    return history["total"], me["computations"]
+
+
+async def test_upload_a_photo_get_faces_history_and_annotated_image(predictions_gateway):
+    client = predictions_gateway
+    user = await register_and_login(client)
+    headers = user["headers"]
+    created = await upload(client, headers, encode(ASTRONAUT, "JPEG", quality=92), "astronaut.jpg", notes="first try")
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert len(body["faces"]) == 1 and body["message"] == ""
+    face = body["faces"][0]
+    x, y, w, h = face["box"]
+    assert 150 < x < 210 and 30 < y < 90 and 70 < w < 130
+    assert face["label"] in CLASSES and set(face["scores"]) == set(CLASSES)
+    assert abs(sum(face["scores"].values()) - 1) < 1e-3
+    assert face["label"] == max(face["scores"], key=face["scores"].get)
+    assert body["model"]["name"] == MODEL_NAME and body["model"]["version"] >= 1
+    assert body["notes"] == "first try" and body["filename"] == "astronaut.jpg"
+    assert (body["image_width"], body["image_height"]) == (512, 512)
+    assert body["timings"]["total_ms"] > 0 and body["timings"]["detect_ms"] > 0
+    assert body["annotated_url"] == f"{API}/predictions/{body['id']}/annotated.png"
+
+    png = await client.get(body["annotated_url"], headers=headers)
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(png.content)).size == (512, 512)
+
+    again = await client.get(f"{API}/predictions/{body['id']}", headers=headers)
+    assert again.status_code == 200 and again.json()["faces"] == body["faces"]
+    assert await state(client, headers) == (1, 1)
+
+    # A second upload: the history pages, newest first.
+    second = await upload(client, headers, encode(ASTRONAUT, "PNG"), "second.png")
+    assert second.status_code == 201
+    page = (await client.get(f"{API}/predictions", params={"page_size": 1}, headers=headers)).json()
+    assert [item["id"] for item in page["items"]] == [second.json()["id"]] and page["total"] == 2
+    rest = (await client.get(f"{API}/predictions", params={"page_size": 1, "page_token": page["next_page_token"]}, headers=headers)).json()
+    assert [item["id"] for item in rest["items"]] == [body["id"]] and rest["next_page_token"] == ""
+    assert await state(client, headers) == (2, 2)
+
+
+async def test_another_users_result_is_not_found(predictions_gateway):
+    client = predictions_gateway
+    owner, other = await register_and_login(client), await register_and_login(client)
+    created = await upload(client, owner["headers"], encode(ASTRONAUT, "PNG"))
+    assert created.status_code == 201
+    result_id = created.json()["id"]
+    for path in (f"{API}/predictions/{result_id}", f"{API}/predictions/{result_id}/annotated.png"):
+        assert (await client.get(path, headers=other["headers"])).status_code == 404
+        assert (await client.get(path)).status_code == 401
+    assert (await client.get(f"{API}/predictions", headers=other["headers"])).json()["total"] == 0
+
+
+async def test_photo_without_a_face_is_created_with_an_empty_list(predictions_gateway):
+    client = predictions_gateway
+    user = await register_and_login(client)
+    sky = Image.linear_gradient("L").resize((300, 200)).convert("RGB")
+    created = await upload(client, user["headers"], encode(sky, "PNG"))
+    assert created.status_code == 201, created.text
+    assert created.json()["faces"] == [] and "no face" in created.json()["message"]
+    assert await state(client, user["headers"]) == (1, 1)
+
+
+def bad_uploads() -> dict[str, tuple[bytes, int, str]]:
+    """name -> (bytes, expected status, a word the message must contain)."""
+    jpeg = encode(ASTRONAUT, "JPEG")
+    frames = [Image.new("RGB", (64, 64), c) for c in ("red", "blue")]
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:])
+    return {
+        "empty": (b"", 422, "empty"),
+        "not an image": (b"%PDF-1.7 this is a document, not a photo" * 10, 415, "not an image"),
+        "truncated": (jpeg[: len(jpeg) // 2], 422, "truncated"),
+        "over the size limit": (b"\xff\xd8" + bytes(UPLOAD_LIMIT + 1), 413, "larger"),
+        "decompression bomb": (encode(Image.new("L", (10_000, 10_000)), "PNG"), 413, "bomb"),
+        "enormous dimensions": (encode(Image.new("L", (20_000, 10)), "PNG"), 422, "exceed"),
+        "multi-frame": (gif.getvalue(), 422, "frames"),
+    }
+
+
+async def test_bad_uploads_are_clear_4xx_and_nothing_is_stored(predictions_gateway):
+    client = predictions_gateway
+    user = await register_and_login(client)
+    for name, (data, status, word) in bad_uploads().items():
+        reply = await upload(client, user["headers"], data, "upload.bin")
+        assert reply.status_code == status, (name, reply.status_code, reply.text)
+        assert word in reply.json()["detail"], (name, reply.json())
+    missing = await client.post(f"{API}/predictions", headers=user["headers"], data={"notes": "no file"})
+    assert missing.status_code == 422
+    assert await state(client, user["headers"]) == (0, 0)
+
+
+async def test_unusual_but_valid_images_are_converted(predictions_gateway):
+    client = predictions_gateway
+    user = await register_and_login(client)
+    grey16 = Image.fromarray((np.asarray(ASTRONAUT.convert("L"), dtype=np.uint16) * 257).astype(np.uint16))
+    rgba = ASTRONAUT.convert("RGBA")
+    rgba.putalpha(200)
+    variants = {
+        "cmyk.jpg": encode(ASTRONAUT.convert("CMYK"), "JPEG"),
+        "grey16.png": encode(grey16, "PNG"),
+        "alpha.png": encode(rgba, "PNG"),
+        "palette.png": encode(ASTRONAUT.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+    }
+    for filename, data in variants.items():
+        reply = await upload(client, user["headers"], data, filename)
+        assert reply.status_code == 201, (filename, reply.text)
+        assert len(reply.json()["faces"]) == 1, filename
+    assert await state(client, user["headers"]) == (4, 4)
+
+
+async def test_models_listed_and_promoted_by_an_admin_only(predictions_gateway, inference_service):
+    client = predictions_gateway
+    user = await register_and_login(client)
+    listed = await client.get(f"{API}/models", headers=user["headers"])
+    assert listed.status_code == 200
+    versions = {(m["name"], m["version"]): m for m in listed.json()["models"]}
+    current = inference_service.registry.promoted(MODEL_NAME)
+    assert versions[(MODEL_NAME, current)]["promoted"] and versions[(MODEL_NAME, current)]["state"] == "ready"
+    assert versions[(MODEL_NAME, current)]["metadata"]["classes"] == list(CLASSES)
+    other = next(v for (name, v) in versions if name == MODEL_NAME and v != current)
+
+    path = f"{API}/models/{MODEL_NAME}/versions/{other}:promote"
+    assert (await client.post(path, headers=user["headers"])).status_code == 403
+    promoted = await client.post(path, headers=client.admin_headers)
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json()["promoted"] and promoted.json()["version"] == other
+    made = await upload(client, user["headers"], encode(ASTRONAUT, "PNG"))
+    assert made.json()["model"]["version"] == other
+    assert (await client.post(f"{API}/models/{MODEL_NAME}/versions/999:promote", headers=client.admin_headers)).status_code == 404
+    rolled = await client.post(f"{API}/models/{MODEL_NAME}:rollback", headers=client.admin_headers)
+    assert rolled.status_code == 200 and rolled.json()["version"] == current
+
+
+async def test_triton_down_is_503_and_nothing_is_stored(predictions_gateway, triton):
+    client = predictions_gateway
+    user = await register_and_login(client)
+    await asyncio.to_thread(triton.stop)
+    try:
+        reply = await upload(client, user["headers"], encode(ASTRONAUT, "PNG"))
+        assert reply.status_code == 503, reply.text
+        assert reply.headers.get("retry-after")
+        assert await state(client, user["headers"]) == (0, 0)
+    finally:
+        await asyncio.to_thread(triton.start, 120)
+    # Back without restarting anything else.
+    reply = await upload(client, user["headers"], encode(ASTRONAUT, "PNG"))
+    assert reply.status_code == 201, reply.text
+    assert await state(client, user["headers"]) == (1, 1)
