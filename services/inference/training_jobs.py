@@ -512,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     ann.add_argument("--name", required=True, help="model name")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("pika").setLevel(logging.WARNING)
     version = latest_version(args.repo, args.name)
     amqp_url = os.environ.get("AMQP_URL", "")
     if not amqp_url:

@@ -462,3 +462,53 @@ def test_announce_publishes_the_new_version_on_rabbitmq(tmp_path: Path) -> None:
         assert json.loads(body) == {"name": "fer_resnet18", "version": 7}
     finally:
         conn.close()
+
+
+def test_local_job_with_the_real_training_cli_exports_and_announces_a_version(tmp_path: Path) -> None:
+    """train -> export -> announce with the project's own training CLI on a tiny synthetic FER2013 CSV
+    (one short epoch on the CPU): the launcher's argv must stay in step with that CLI."""
+    import gzip
+    import random
+    import uuid
+
+    import pika
+
+    from services.inference.training_jobs import MODELS_EXCHANGE, VERSION_CREATED_KEY
+
+    url = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(url))
+    except pika.exceptions.AMQPConnectionError as exc:
+        pytest.fail(f"RabbitMQ is not reachable at {url} ({exc!r}): start the local RabbitMQ", pytrace=False)
+    ch = conn.channel()
+    ch.exchange_declare(MODELS_EXCHANGE, exchange_type="topic", durable=True)
+    queue = ch.queue_declare(f"test.models.{uuid.uuid4().hex}", exclusive=True, auto_delete=True).method.queue
+    ch.queue_bind(queue, MODELS_EXCHANGE, routing_key=VERSION_CREATED_KEY)
+
+    rng = random.Random(0)
+    csv = tmp_path / "data" / "fer2013" / "tiny.csv.gz"
+    csv.parent.mkdir(parents=True)
+    with gzip.open(csv, "wt") as f:
+        f.write("emotion,pixels,Usage\n")
+        for usage, n in (("Training", 35), ("PublicTest", 14), ("PrivateTest", 14)):
+            for i in range(n):
+                f.write(f"{i % 7},{' '.join(str(rng.randrange(256)) for _ in range(48 * 48))},{usage}\n")
+    cfg = LocalJobConfig(data_dir=str(tmp_path / "data"), model_repository=str(tmp_path / "models"),
+                         work_dir=str(tmp_path / "runs"), log_dir=str(tmp_path / "logs"),
+                         python=sys.executable, cwd=str(REPO_ROOT), env={"AMQP_URL": url})
+    launcher = LocalLauncher(cfg)
+    launcher.launch(TrainingJobSpec(
+        job_id="real-cli", dataset="fer2013/tiny.csv.gz", recipe="fer2013_resnet18_cpu", gpus=0,
+        overrides=("epochs=1", "batch_size=16", "eval_batch_size=32", "max_steps_per_epoch=1", "num_threads=1")))
+    try:
+        state = launcher.wait("real-cli", timeout=240)
+        log_text = (tmp_path / "logs" / "real-cli.log").read_text()
+        assert state.status is JobStatus.SUCCEEDED, f"{state.message}\n{log_text[-3000:]}"
+        version_dir = tmp_path / "models" / "fer_resnet18" / "1"
+        assert (version_dir / "model.pt").is_file() and (version_dir / "metadata.json").is_file()
+        method, _, body = ch.basic_get(queue, auto_ack=True)
+        assert method is not None, "the job finished without announcing its version"
+        assert json.loads(body) == {"name": "fer_resnet18", "version": 1}
+    finally:
+        launcher.cancel("real-cli")
+        conn.close()
