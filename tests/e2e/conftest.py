@@ -59,7 +59,13 @@ def _log_tail(path: Path, lines: int = 40) -> str:
 
 @pytest.fixture(scope="session")
 def platform_url(tmp_path_factory) -> Iterator[str]:
-    """`python -m scripts.dev` (what `make dev` runs) on free ports with its own state folder."""
+    """`python -m scripts.dev` (what `make dev` runs) on free ports with its own state folder.
+
+    E2E_BASE_URL=http://127.0.0.1:8080 uses a platform that is already running instead (quicker while
+    working on the pages)."""
+    if os.environ.get("E2E_BASE_URL"):
+        yield os.environ["E2E_BASE_URL"].rstrip("/")
+        return
     var = tmp_path_factory.mktemp("platform")
     base = _free_port_base()
     log_path = var / "dev.out"

@@ -29,7 +29,7 @@ def expect_result(page, scope) -> list[dict]:
     shown = []
     for i in range(faces.count()):
         face = faces.nth(i)
-        title = face.get_by_role("heading").inner_text()
+        title = face.get_by_role("heading").text_content()
         label = re.match(r"Face \d+: (\w+)", title).group(1)
         assert label in CLASSES
         rows = face.locator("ul.bars > li")
@@ -225,12 +225,17 @@ def test_non_image_upload_is_refused_in_words(page, api, tmp_path):
     screenshot(page, "10-not-an-image")
 
 
+def upload(api, user: dict, photo, notes: str = "") -> str:
+    """Analyses the photo through the API as `user`; returns the prediction id."""
+    with photo.open("rb") as image:
+        created = api.post("/predictions", headers=user["headers"], files={"file": (photo.name, image, "image/png")}, data={"notes": notes})
+    assert created.status_code == 201, created.text
+    return created.json()["id"]
+
+
 def test_another_users_result_is_not_found(page, api, photo):
     owner = register(api, "Owner")
-    with photo.open("rb") as image:
-        created = api.post("/predictions", headers=owner["headers"], files={"file": ("astronaut.png", image, "image/png")}, data={"notes": "private"})
-    assert created.status_code == 201, created.text
-    foreign_id = created.json()["id"]
+    foreign_id = upload(api, owner, photo, notes="private")
 
     intruder = register(api, "Intruder")
     log_in(page, intruder["email"])
@@ -297,20 +302,21 @@ def test_service_down_is_said_plainly(page, api):
     page.get_by_role("heading", level=1, name="Your account").wait_for()
 
 
-@pytest.mark.parametrize("route", ["#/", "#/account", "#/analyze", "#/history"])
-def test_readable_at_phone_width(page, api, route):
+def test_every_page_is_readable_at_phone_width(page, api, photo):
     user = register(api)
+    prediction_id = upload(api, user, photo)
     log_in(page, user["email"])
     page.set_viewport_size({"width": 375, "height": 812})
-    page.goto(f"/{route}")
-    page.locator("main h1").wait_for()
-    page.wait_for_function("() => !document.querySelector('main[aria-busy]')")
-    overflow = page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
-    assert overflow <= 0, f"{route} scrolls sideways by {overflow} px at 375 px"
-    unlabelled = page.evaluate(
-        """() => [...document.querySelectorAll('input, textarea, select, button')]
-                 .filter(el => !(el.labels?.length || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') || el.textContent.trim()))
-                 .map(el => el.outerHTML)"""
-    )
-    assert unlabelled == [], f"controls without a label: {unlabelled}"
-    screenshot(page, f"13-phone-{route.strip('#/') or 'menu'}")
+    for name, route in [("menu", "#/"), ("account", "#/account"), ("analyze", "#/analyze"), ("history", "#/history"), ("result", f"#/results/{prediction_id}")]:
+        page.goto(f"/{route}")
+        page.locator("main h1").wait_for()
+        page.wait_for_function("() => !document.querySelector('main[aria-busy], figure[aria-busy]')")
+        overflow = page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"{route} scrolls sideways by {overflow} px at 375 px"
+        unlabelled = page.evaluate(
+            """() => [...document.querySelectorAll('input, textarea, select, button')]
+                     .filter(el => !(el.labels?.length || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') || el.textContent.trim()))
+                     .map(el => el.outerHTML)"""
+        )
+        assert unlabelled == [], f"controls without a label on {route}: {unlabelled}"
+        screenshot(page, f"13-phone-{name}")

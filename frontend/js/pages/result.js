@@ -1,6 +1,6 @@
 // One analysis result: the annotated image, every face's scores, and its PDF/JSON reports.
 import { ApiError, request } from "../api.js";
-import { alertBox, announce, formatDate, h, percent } from "../dom.js";
+import { alertBox, formatDate, h, percent } from "../dom.js";
 
 const POLL_FIRST_MS = 400;
 const POLL_MAX_MS = 3000;
@@ -46,16 +46,23 @@ export function resultView(prediction, ctx, level = 2) {
   });
   const figure = h("figure", { class: "card figure", "aria-busy": "true" }, image, h("figcaption", {}, summary(prediction)));
   const thumbs = faces.map(() => h("span", { class: "thumb", "aria-hidden": "true" }));
-  loadAnnotated(prediction.id, image, figure, thumbs, faces, ctx);
+  loadAnnotated(prediction, image, figure, thumbs, ctx);
 
   return h(
     "div",
     { class: "result stack", "data-prediction-id": prediction.id },
     prediction.message ? h("p", { class: "notice info" }, prediction.message) : null,
-    figure,
-    facts(prediction),
-    faces.length ? hx(0, {}, "Faces") : null,
-    faces.length ? h("ol", { class: "faces" }, faces.map((face, i) => h("li", {}, faceCard(face, i, thumbs[i], hx)))) : null,
+    h(
+      "div",
+      { class: "result-grid" },
+      figure,
+      h(
+        "div",
+        { class: "stack" },
+        faces.length ? h("ol", { class: "faces", "aria-label": "Faces" }, faces.map((face, i) => h("li", {}, faceCard(face, i, thumbs[i], hx)))) : null,
+        facts(prediction),
+      ),
+    ),
     reports(prediction, ctx, hx),
   );
 }
@@ -83,7 +90,7 @@ function faceCard(face, index, thumb, hx) {
   return h(
     "article",
     { class: "card face", "aria-labelledby": `face-${index + 1}` },
-    h("div", { class: "face-head" }, thumb, hx(1, { id: `face-${index + 1}` }, `Face ${index + 1}: ${face.label}`, h("span", { class: "score" }, ` ${percent(face.scores?.[face.label] ?? 0)}`))),
+    h("div", { class: "face-head" }, thumb, hx(0, { id: `face-${index + 1}` }, `Face ${index + 1}: ${face.label}`, h("span", { class: "score" }, ` ${percent(face.scores?.[face.label] ?? 0)}`))),
     h(
       "ul",
       { class: "bars", "aria-label": `Scores of face ${index + 1}` },
@@ -103,14 +110,17 @@ function faceCard(face, index, thumb, hx) {
 }
 
 // The image needs the bearer token, so it is fetched as a blob and shown through an object URL.
-async function loadAnnotated(id, image, figure, thumbs, faces, ctx) {
+async function loadAnnotated(prediction, image, figure, thumbs, ctx) {
+  const faces = prediction.faces || [];
   try {
-    const response = await request(`/predictions/${encodeURIComponent(id)}/annotated.png`, { raw: true });
+    const response = await request(`/predictions/${encodeURIComponent(prediction.id)}/annotated.png`, { raw: true });
     const url = URL.createObjectURL(await response.blob());
     ctx.onLeave(() => URL.revokeObjectURL(url));
     image.addEventListener("load", () => {
       figure.removeAttribute("aria-busy");
-      faces.forEach((face, i) => cropThumb(thumbs[i], url, face.box, image.naturalWidth, image.naturalHeight));
+      // The annotated copy may be drawn smaller than the upload; boxes are in the upload's pixels.
+      const ratio = prediction.image_width ? image.naturalWidth / prediction.image_width : 1;
+      faces.forEach((face, i) => cropThumb(thumbs[i], url, (face.box || []).map((v) => v * ratio), image.naturalWidth, image.naturalHeight));
     }, { once: true });
     image.src = url;
   } catch (error) {
@@ -121,7 +131,7 @@ async function loadAnnotated(id, image, figure, thumbs, faces, ctx) {
 
 // A face's own crop from the annotated image, so each chart can be matched to a face at a glance.
 function cropThumb(thumb, url, box, width, height) {
-  const [x, y, w, hgt] = box || [];
+  const [x, y, w, hgt] = box;
   if (!w || !hgt || !width || !height) return;
   const size = 64;
   const scale = size / Math.max(w, hgt);
@@ -151,7 +161,6 @@ function reports(prediction, ctx, hx) {
       saved.append(link, " ");
       link.click();
       status.textContent = `${label} report ready: ${link.download}`;
-      announce(`The ${label} report is ready and downloading.`);
     } catch (failure) {
       status.textContent = "";
       error.show(failure.message);
