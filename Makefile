@@ -52,5 +52,19 @@ dev: proto ## run the whole platform locally: gateway on http://127.0.0.1:8080
 test: proto tools ## run the whole test suite (needs the local PostgreSQL and RabbitMQ)
 	$(PY) -m pytest
 
+FER2013 ?= ../shared/data/fer2013/fer2013.csv.gz
+MODEL   ?= models/fer_resnet18/1
+.PHONY: train-cpu bench-training test-training
+
+train-cpu: $(VENV)/.installed ## train ResNet18 on FER2013 on the CPU (runs/fer_resnet18_cpu/)
+	$(PY) -m training train training/configs/fer2013_resnet18_cpu.yaml --set data.path=$(FER2013)
+
+bench-training: $(VENV)/.installed ## model accuracy/throughput with and without TTA, and the input-pipeline overhead
+	$(PY) -m training bench-eval $(MODEL) --data $(FER2013)
+	$(PY) -m training bench-pipeline --set data.path=$(FER2013) --steps 30
+
+test-training: $(VENV)/.installed ## the training package's tests (synthetic data, a few minutes on 2 cores)
+	$(PY) -m pytest training -q
+
 clean:
 	rm -rf gen var .pytest_cache

@@ -348,7 +348,7 @@ class Trainer:
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+            bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{self.planned_epochs}",
                        unit="batch", mininterval=1.0 if os.isatty(2) else 60.0)
         start = time.perf_counter()
         for idx in it:
