@@ -70,6 +70,8 @@ def download_report(page, scope, fmt: str) -> bytes:
 
 def test_whole_use_case(page, photo, platform_url):
     email = unique_email("ada")
+    requests = []
+    page.on("request", lambda request: requests.append((request.url, request.headers.get("authorization", ""))))
 
     # Open the app: not logged in, so the login page.
     page.goto("/")
@@ -180,6 +182,12 @@ def test_whole_use_case(page, photo, platform_url):
     page.goto("/#/account")
     page.get_by_role("heading", level=1, name="Log in").wait_for()
 
+    # Tokens travelled only in headers and bodies, never in an address.
+    access_tokens = {auth.removeprefix("Bearer ") for _, auth in requests if auth}
+    assert access_tokens, "API calls carry the access token"
+    for url, _ in requests:
+        assert not any(token in url for token in access_tokens | {refresh_token}), url
+
 
 def test_wrong_password_is_said_plainly(page, api):
     user = register(api)
@@ -215,7 +223,14 @@ def test_non_image_upload_is_refused_in_words(page, api, tmp_path):
     fake = tmp_path / "holiday.png"
     fake.write_text("these are words, not pixels\n" * 20)
     page.goto("/#/analyze")
-    page.get_by_label("Choose a photo").set_input_files(str(fake))
+    # Dropped on the drop zone, as a person would drag it from their files.
+    dropped = page.evaluate_handle(
+        "text => { const data = new DataTransfer(); data.items.add(new File([text], 'holiday.png', {type: 'image/png'})); return data; }",
+        fake.read_text(),
+    )
+    page.locator(".dropzone").dispatch_event("dragover", {"dataTransfer": dropped})
+    page.locator(".dropzone").dispatch_event("drop", {"dataTransfer": dropped})
+    page.get_by_text("holiday.png (560 bytes)").wait_for()
     page.get_by_text("No preview: the browser cannot show this file as an image.").wait_for()
     page.get_by_role("button", name="Analyse", exact=True).click()
     alert = page.get_by_role("alert")
@@ -244,6 +259,28 @@ def test_another_users_result_is_not_found(page, api, photo):
     assert page.locator("ol.faces").count() == 0
     assert "private" not in page.locator("main").inner_text()
     screenshot(page, "11-other-users-result")
+
+
+def test_history_pages(page, api, photo):
+    user = register(api)
+    for i in range(11):  # one more than a page
+        upload(api, user, photo, notes=f"photo {i}")
+    log_in(page, user["email"])
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="History").click()
+    page.get_by_text("11 analyses in total.").wait_for()
+    items = page.locator("ol.history > li")
+    assert items.count() == 10
+    assert "photo 10" in items.first.inner_text(), "newest first"
+    assert page.get_by_role("link", name="Newer").count() == 0
+    page.get_by_role("link", name="Older").click()
+    page.get_by_role("link", name="Newer").wait_for()
+    assert items.count() == 1
+    assert "photo 0" in items.first.inner_text()
+    assert page.get_by_role("link", name="Older").count() == 0
+    page.get_by_role("link", name="Newer").click()
+    page.wait_for_url("**/#/history")
+    page.locator("ol.history > li").nth(9).wait_for()
+    assert "photo 10" in items.first.inner_text()
 
 
 def test_session_survives_reload_and_refreshes_before_expiry(page, api):
