@@ -79,7 +79,13 @@ class GrpcService:
     def __init__(self, settings: ServiceSettings, registrations: Iterable[Registration]) -> None:
         self.settings = settings
         self.registrations = list(registrations)
-        self.server = grpc.aio.server(interceptors=[_ObservingInterceptor()])
+        # Photos, annotated images and stored originals travel as bytes: gRPC's default 4 MB cap on
+        # received messages would refuse ordinary uploads. 64 MB, as in open_channel.
+        size = 64 * 1024 * 1024
+        self.server = grpc.aio.server(
+            interceptors=[_ObservingInterceptor()],
+            options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)],
+        )
         self.health = health.aio.HealthServicer()
         self.port = 0
 
