@@ -21,7 +21,6 @@ from tests.deploy.tools import CHART, K8S_VERSION, REPO, check, run, tool
 
 VALUES_FILES = [None, *sorted(p.name for p in (CHART / "ci").glob("*.yaml"))]
 VALUES_IDS = ["default" if v is None else v for v in VALUES_FILES]
-PLATFORM = {"gateway", "auth", "inference", "reports", "reports-worker"}
 
 
 def helm_args(values: str | None) -> list[str]:
@@ -202,14 +201,12 @@ def test_network_policies_expose_only_the_gateway(values: str | None) -> None:
                 continue
             assert peers, f"{name} lets anyone reach {target}"
             allowed = {p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in peers}
-            if target == "auth-postgresql":
-                assert allowed == {"auth"}
-            elif target == "reports-postgresql":
-                assert allowed == {"reports", "reports-worker"}
-            elif target == "triton":
-                assert allowed == {"inference"}
-            else:
-                assert allowed <= PLATFORM | {"training"}, f"{name}: {allowed}"
+            expected = {
+                "auth": {"gateway"}, "inference": {"gateway"}, "reports": {"gateway"},
+                "triton": {"inference"}, "auth-postgresql": {"auth"}, "reports-postgresql": {"reports", "reports-worker"},
+                "rabbitmq": {"inference", "reports", "reports-worker", "training"},
+            }[target]
+            assert allowed == expected, f"{name} admits {allowed}, expected {expected}"
     if values != "external-services.yaml":
         assert {"fer-fer-platform-auth-postgresql", "fer-fer-platform-reports-postgresql",
                 "fer-fer-platform-rabbitmq"} <= set(policies)
@@ -342,3 +339,19 @@ def test_triton_config_matches_the_model_repository_convention() -> None:
     assert rendered == expected, "the chart's config.pbtxt drifted from ferkit.modelrepo.production_config"
     assert (REPO / "deploy" / "triton" / "config.pbtxt").read_text() == expected, \
         "deploy/triton/config.pbtxt drifted from ferkit.modelrepo.production_config"
+
+
+@pytest.mark.parametrize("settings", [
+    "inference.enabled=false", "reports.enabled=false", "triton.enabled=false", "auth.enabled=false",
+    "training.enabled=false", "networkPolicy.enabled=false", "auth.migrate=false,reports.migrate=false",
+])
+def test_each_component_can_be_switched_off(settings: str) -> None:
+    text = check([tool("helm"), "template", "fer", str(CHART), "--namespace", "fer", "--set", settings])
+    kubernetes_validate(text, f"helm template --set {settings}")
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    if settings.startswith(("inference", "reports")):
+        off = settings.split(".")[0]
+        assert not [d for d in docs if d["metadata"]["labels"].get("app.kubernetes.io/component") == off]
+        gateway = by_kind(docs, "Deployment")["fer-fer-platform-gateway"]
+        env = {e["name"]: e.get("value") for e in containers(gateway)[0]["env"]}
+        assert env[f"GATEWAY_{off.upper()}_ADDR"] == ""  # the gateway answers 503 for its routes
