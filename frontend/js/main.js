@@ -18,7 +18,8 @@ const routes = [
   { pattern: /^\/results\/([^/]+)$/, page: resultPage },
 ];
 
-// What pages share: the signed-in user, a one-time notice for the next page, where to go after login.
+// What pages share: the signed-in user, a notice for the login page (logged out, session ended, account
+// created; kept until another page shows), where to go after login, history page cursors.
 const app = { user: null, notice: null, returnTo: null, historyPrev: {} };
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -42,6 +43,7 @@ async function render() {
     return go("/login");
   }
   if (route?.guest && hasSession()) return go("/");
+  if (path !== "/login") app.notice = null;
   nav.hidden = !hasSession();
   markCurrentLink(path || "/");
 
@@ -72,7 +74,6 @@ async function render() {
   const heading = main.querySelector("h1");
   heading.tabIndex = -1;
   heading.focus();
-  announce(`${view.title} page`);
 }
 
 function markCurrentLink(path) {

@@ -303,6 +303,18 @@ def test_session_survives_reload_and_refreshes_before_expiry(page, api):
     page.get_by_role("heading", level=1, name="Your account").wait_for()
 
 
+def test_revoked_session_ends_with_a_notice(page, api, platform_url):
+    user = register(api)
+    log_in(page, user["email"])
+    # Logged out elsewhere (the same login revoked): the tab finds out on its next refresh.
+    revoked = httpx.post(f"{platform_url}/api/v1/auth/logout", json={"refresh_token": session_storage(page)["fer.refresh_token"]})
+    assert revoked.status_code == 204
+    page.reload()
+    page.get_by_role("heading", level=1, name="Log in").wait_for()
+    page.get_by_text("Your session has ended. Please log in again.").wait_for()
+    assert session_storage(page) == {}
+
+
 def test_expired_access_token_is_refreshed_once_and_retried(page, api):
     user = register(api)
     log_in(page, user["email"])

@@ -19,9 +19,7 @@ export function samePassword(form, name) {
 }
 
 function notice(ctx) {
-  const text = ctx.app.notice;
-  ctx.app.notice = null;
-  return text ? h("p", { class: "notice info" }, text) : null;
+  return ctx.app.notice ? h("p", { class: "notice info" }, ctx.app.notice) : null;
 }
 
 export function loginPage(ctx) {
