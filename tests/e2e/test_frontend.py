@@ -351,21 +351,57 @@ def test_service_down_is_said_plainly(page, api):
     page.get_by_role("heading", level=1, name="Your account").wait_for()
 
 
+def focused(page) -> str:
+    return page.evaluate("() => `${document.activeElement.tagName}:${document.activeElement.getAttribute('type') || ''}:${document.activeElement.textContent.trim()}`")
+
+
+def test_keyboard_alone_runs_an_analysis(page, api, photo):
+    user = register(api)
+    log_in(page, user["email"])
+    # Focus sits on the menu's heading, so the first Tab reaches the first choice on the page.
+    page.keyboard.press("Tab")
+    assert focused(page).startswith("A::Analyse a photo")
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", level=1, name="Analyse a photo").wait_for()
+    assert focused(page) == "H1::Analyse a photo"
+    page.keyboard.press("Tab")
+    assert focused(page) == "INPUT:file:"
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Space")
+    chooser.value.set_files(str(photo))
+    page.keyboard.press("Tab")
+    page.keyboard.type("typed with the keyboard")
+    page.keyboard.press("Tab")
+    assert focused(page) == "BUTTON:submit:Analyse"
+    page.keyboard.press("Enter")
+    wait_for_result(page)
+    assert focused(page) == "H2::Result", "focus moves to the result"
+
+
 def test_every_page_is_readable_at_phone_width(page, api, photo):
     user = register(api)
     prediction_id = upload(api, user, photo)
-    log_in(page, user["email"])
     page.set_viewport_size({"width": 375, "height": 812})
+    for name, route in [("login", "#/login"), ("register", "#/register")]:
+        page.goto(f"/{route}")
+        page.locator("main h1").wait_for()
+        assert_fits_and_labelled(page, route)
+        screenshot(page, f"13-phone-{name}")
+    log_in(page, user["email"])
     for name, route in [("menu", "#/"), ("account", "#/account"), ("analyze", "#/analyze"), ("history", "#/history"), ("result", f"#/results/{prediction_id}")]:
         page.goto(f"/{route}")
         page.locator("main h1").wait_for()
         page.wait_for_function("() => !document.querySelector('main[aria-busy], figure[aria-busy]')")
-        overflow = page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        assert overflow <= 0, f"{route} scrolls sideways by {overflow} px at 375 px"
-        unlabelled = page.evaluate(
-            """() => [...document.querySelectorAll('input, textarea, select, button')]
-                     .filter(el => !(el.labels?.length || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') || el.textContent.trim()))
-                     .map(el => el.outerHTML)"""
-        )
-        assert unlabelled == [], f"controls without a label on {route}: {unlabelled}"
+        assert_fits_and_labelled(page, route)
         screenshot(page, f"13-phone-{name}")
+
+
+def assert_fits_and_labelled(page, route: str) -> None:
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"{route} scrolls sideways by {overflow} px at 375 px"
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input, textarea, select, button')]
+                 .filter(el => !(el.labels?.length || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') || el.textContent.trim()))
+                 .map(el => el.outerHTML)"""
+    )
+    assert unlabelled == [], f"controls without a label on {route}: {unlabelled}"
