@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 export PYTHONPATH := $(CURDIR):$(CURDIR)/gen
 
-.PHONY: help venv install tools proto migrate dev test bench clean deploy-tools deploy-check k8s
+.PHONY: help venv install tools proto migrate dev test bench bench-triton bench-predict clean deploy-tools deploy-check k8s
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -51,6 +51,12 @@ dev: proto ## run the whole platform locally: gateway on http://127.0.0.1:8080
 
 test: proto tools ## run the whole test suite (needs the local PostgreSQL and RabbitMQ)
 	$(PY) -m pytest
+
+bench-triton: proto ## raw TorchScript forward vs Triton with/without dynamic batching, concurrency 1/8/32/64
+	$(PY) -m bench.triton_bench --json var/bench/triton.json
+
+bench-predict: proto ## POST /predictions end to end on ../shared/data/photos at concurrency 1 and 16 (starts the platform)
+	$(PY) -m bench.predict_bench --json var/bench/predict.json
 
 FER2013 ?= ../shared/data/fer2013/fer2013.csv.gz
 MODEL   ?= models/fer_resnet18/1

@@ -80,12 +80,26 @@ def platform(var: Path, ports: Ports) -> tuple[list[list[str]], list[Process], d
         "GATEWAY_REPORTS_ADDR": f"127.0.0.1:{ports.reports}",
         "GATEWAY_FRONTEND_DIR": str(ROOT / "frontend"),
         "GATEWAY_LOG_FILE": str(logs / "gateway.log"),
+        "INFERENCE_GRPC_PORT": str(ports.inference),
+        "INFERENCE_METRICS_PORT": str(ports.inference_metrics),
+        "INFERENCE_TRITON_URL": f"127.0.0.1:{ports.triton_grpc}",
+        "INFERENCE_MODEL_REPOSITORY": str(ROOT / "models"),
+        # The promoted version is local state, kept out of the committed model repository.
+        "INFERENCE_STATE_DIR": str(var / "inference"),
+        "INFERENCE_LOG_FILE": str(logs / "inference.log"),
     }
     setup = [
         [PYTHON, "-m", "services.auth.cli", "migrate"],
     ]
     processes = [
         Process("auth", [PYTHON, "-m", "services.auth.server"]),
+        # Triton before the inference service, which loads the promoted model into it (and retries until it is up).
+        Process("triton", [
+            PYTHON, "-m", "services.inference.local_triton",  # serves INFERENCE_MODEL_REPOSITORY
+            "--http-port", str(ports.triton_http), "--grpc-port", str(ports.triton_grpc), "--metrics-port", str(ports.triton_metrics),
+            "--work-dir", str(var / "triton"), "--log-file", str(logs / "triton.log"),
+        ]),
+        Process("inference", [PYTHON, "-m", "services.inference.server"]),
         Process("gateway", [PYTHON, "-m", "services.gateway.server"]),
     ]
     return setup, processes, env

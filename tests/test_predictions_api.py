@@ -77,6 +77,20 @@ async def test_upload_a_photo_get_faces_history_and_annotated_image(predictions_
     assert await state(client, headers) == (2, 2)
 
 
+async def test_a_photo_over_four_megabytes_passes_every_hop(predictions_gateway):
+    client = predictions_gateway
+    user = await register_and_login(client)
+    big = ASTRONAUT.resize((1500, 1500))
+    noisy = np.asarray(big, dtype=np.int16) + np.random.default_rng(0).integers(-12, 13, size=(1500, 1500, 3))
+    data = encode(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)), "PNG")
+    assert 4 * 1024 * 1024 < len(data) < UPLOAD_LIMIT
+    created = await upload(client, user["headers"], data, "big.png")
+    assert created.status_code == 201, created.text
+    assert len(created.json()["faces"]) == 1
+    png = await client.get(created.json()["annotated_url"], headers=user["headers"])
+    assert png.status_code == 200 and Image.open(io.BytesIO(png.content)).size == (1500, 1500)
+
+
 async def test_another_users_result_is_not_found(predictions_gateway):
     client = predictions_gateway
     owner, other = await register_and_login(client), await register_and_login(client)

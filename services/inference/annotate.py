@@ -59,5 +59,5 @@ def annotate(rgb: np.ndarray, marks: list[Mark], max_side: int = 2048) -> bytes:
         draw.rectangle([tx, ty, tx + tw + 2 * pad, ty + th + 2 * pad], fill=colour)
         draw.text((tx + pad - left, ty + pad - top), text, fill=(255, 255, 255), font=font)
     out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=3)
+    image.save(out, format="PNG", compress_level=1)
     return out.getvalue()

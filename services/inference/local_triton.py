@@ -121,6 +121,9 @@ class LocalTriton:
         paths = [str(libs), sysconfig.get_config_var("LIBDIR") or ""]
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [*paths, env.get("LD_LIBRARY_PATH", "")] if p)
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        # One torch thread per model instance: on a few shared cores, intra-op threads that wait for
+        # each other cost more than they bring (measured: 2 threads were slower than 1 under load).
+        env.setdefault("FER_TORCH_THREADS", "1")
         return env
 
     def start(self, timeout_s: float = 90.0) -> "LocalTriton":

@@ -36,14 +36,31 @@ async def start(servicer: InferenceServicer) -> None:
     """Start the detector pool and load the promoted model. Triton being down is not fatal: the first
     request answers UNAVAILABLE and loads the model once Triton is back."""
     await servicer.detector.start()
+    if not await _bootstrap(servicer):
+        # Triton may still be starting (make dev starts both at once): keep trying in the background.
+        servicer.background = asyncio.create_task(_bootstrap_until_serving(servicer))
+
+
+async def _bootstrap(servicer: InferenceServicer) -> bool:
     try:
         version = await servicer.registry.bootstrap()
-        log.info("serving %s version %d", servicer.settings.model_name, version)
     except (TritonUnavailable, ModelNotServing, TritonError, UnknownModel) as exc:
         log.warning("the model is not serving yet: %s", exc)
+        return False
+    log.info("serving %s version %d", servicer.settings.model_name, version)
+    return True
+
+
+async def _bootstrap_until_serving(servicer: InferenceServicer, interval_s: float = 2.0, attempts: int = 60) -> None:
+    for _ in range(attempts):
+        await asyncio.sleep(interval_s)
+        if await _bootstrap(servicer):
+            return
 
 
 async def stop(servicer: InferenceServicer) -> None:
+    if servicer.background is not None:
+        servicer.background.cancel()
     servicer.detector.close()
     await servicer.triton.close()
 

@@ -1,0 +1,219 @@
+"""POST /api/v1/predictions end to end on real photos (`make bench-predict`).
+
+Uploads every photo under --photos (JPEG/PNG) round-robin from C concurrent clients (C = 1 and 16)
+and reports images/s, p50/p99 latency and where the time went: decode, face detection, Triton
+(crop + inference), annotation (inference service's own timings) and the rest (gateway, storing
+the result in the reports service, the usage count, transfers).
+
+Without --url it starts the whole platform (scripts/dev.py) on spare ports in a temp folder and
+stops it afterwards; with --url it uses a running one (e.g. `make dev`).
+
+    python -m bench.predict_bench [--photos ../shared/data/photos] [--requests 48] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+API = "/api/v1"
+
+
+def photos_in(folder: Path) -> list[tuple[str, bytes]]:
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not files:
+        raise SystemExit(f"no photos (*.jpg, *.png) under {folder}")
+    return [(p.name, p.read_bytes()) for p in files]
+
+
+def free_port_block(size: int = 12, start: int = 20000) -> int:
+    """The first base port with `size` free ports after it (another copy of the platform may be running)."""
+    import socket
+
+    for base in range(start, 60000, size):
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise SystemExit("no block of free ports found")
+
+
+def start_platform(port_base: int, var: Path, repository: Path | None) -> subprocess.Popen:
+    env = dict(os.environ)
+    if repository is not None:
+        env["INFERENCE_MODEL_REPOSITORY"] = str(repository)
+    log = open(var / "platform.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "scripts.dev", "--var", str(var), "--port-base", str(port_base)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_platform(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+async def login(client: httpx.AsyncClient) -> dict:
+    email, password = f"bench-{uuid.uuid4().hex[:8]}@example.com", "Bench-password-42"
+    created = await client.post(f"{API}/auth/register", json={"email": email, "password": password, "display_name": "Bench"})
+    created.raise_for_status()
+    tokens = (await client.post(f"{API}/auth/token", data={"username": email, "password": password})).json()
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+async def wait_serving(client: httpx.AsyncClient, headers: dict, photo: tuple[str, bytes], timeout_s: float = 240) -> None:
+    """Until a prediction succeeds: Triton up, the model loaded, every service ready."""
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            reply = await client.post(f"{API}/predictions", headers=headers, files={"file": photo})
+            if reply.status_code == 201:
+                return
+            last = f"{reply.status_code} {reply.text[:200]}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        await asyncio.sleep(2)
+    raise SystemExit(f"the platform did not serve predictions within {timeout_s:.0f} s: {last}")
+
+
+async def run_level(client: httpx.AsyncClient, headers: dict, photos, concurrency: int, requests: int) -> dict:
+    queue: asyncio.Queue = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(photos[i % len(photos)])
+    rows: list[dict] = []
+
+    async def worker() -> None:
+        while not queue.empty():
+            name, data = queue.get_nowait()
+            start = time.perf_counter()
+            reply = await client.post(f"{API}/predictions", headers=headers, files={"file": (name, data)})
+            elapsed = (time.perf_counter() - start) * 1000
+            if reply.status_code != 201:
+                raise SystemExit(f"{name}: {reply.status_code} {reply.text[:300]}")
+            body = reply.json()
+            rows.append({"ms": elapsed, "faces": len(body["faces"]), **body["timings"]})
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - start
+    e2e = np.array([r["ms"] for r in rows])
+
+    def mean(key: str) -> float:
+        return float(np.mean([r[key] for r in rows]))
+
+    return {
+        "concurrency": concurrency,
+        "requests": len(rows),
+        "images_per_s": len(rows) / wall,
+        "p50_ms": float(np.percentile(e2e, 50)),
+        "p99_ms": float(np.percentile(e2e, 99)),
+        "mean_ms": float(e2e.mean()),
+        "decode_ms": mean("decode_ms"),
+        "detect_ms": mean("detect_ms"),
+        "triton_ms": mean("infer_ms"),
+        "annotate_ms": mean("annotate_ms"),
+        "rest_ms": float(e2e.mean()) - mean("total_ms"),
+        "faces_per_image": mean("faces"),
+    }
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| concurrency | images/s | p50 ms | p99 ms | mean ms | decode | detect | Triton | annotate | rest | faces/image |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['concurrency']} | {r['images_per_s']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['mean_ms']:.0f} "
+            f"| {r['decode_ms']:.0f} | {r['detect_ms']:.0f} | {r['triton_ms']:.0f} | {r['annotate_ms']:.0f} | {r['rest_ms']:.0f} "
+            f"| {r['faces_per_image']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+async def bench(url: str, photos, levels: list[int], requests: int) -> list[dict]:
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the gateway at {url} was not ready within 120 s")
+            await asyncio.sleep(1)
+        headers = await login(client)
+        await wait_serving(client, headers, photos[0])
+        # One pass to warm every path (detector processes, Triton, database pools).
+        await run_level(client, headers, photos, 2, len(photos))
+        rows = []
+        for c in levels:
+            rows.append(await run_level(client, headers, photos, c, max(requests, c)))
+            print(table(rows[-1:]).splitlines()[-1], file=sys.stderr)
+        return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "data" / "photos")
+    parser.add_argument("--url", default="", help="a running gateway; default: start the platform for the run")
+    parser.add_argument("--concurrency", default="1,16")
+    parser.add_argument("--requests", type=int, default=48, help="uploads per concurrency level")
+    parser.add_argument("--port-base", type=int, default=0, help="default: the first free block from 20000")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    photos = photos_in(args.photos)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    url, proc, var = args.url, None, None
+    if not url:
+        from ferkit import modelrepo
+
+        var = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+        repository = None
+        if not modelrepo.latest_version(ROOT / "models" / "fer_resnet18"):
+            # No trained model in the checkout: the timings do not depend on the weights.
+            from tests.fixtures.triton import export_random_resnet18
+
+            repository = var / "models"
+            repository.mkdir()
+            export_random_resnet18(repository, seed=0)
+        base = args.port_base or free_port_block()
+        proc = start_platform(base, var, repository)
+        url = f"http://127.0.0.1:{base}"
+    print(f"{len(photos)} photos from {args.photos}; {args.requests} uploads per level; {url}", file=sys.stderr)
+    try:
+        rows = asyncio.run(bench(url, photos, levels, args.requests))
+    finally:
+        if proc is not None:
+            stop_platform(proc)
+            shutil.rmtree(var, ignore_errors=True)
+    print(table(rows))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"rows": rows, "photos": len(photos)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
