@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 export PYTHONPATH := $(CURDIR):$(CURDIR)/gen
 
-.PHONY: help venv install tools proto migrate dev test bench bench-triton bench-predict clean deploy-tools deploy-check k8s
+.PHONY: help venv install tools proto migrate dev test bench bench-reports bench-triton bench-predict clean deploy-tools deploy-check k8s
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,12 +45,16 @@ proto: gen/.stamp ## generate the gRPC stubs from protos/ (into gen/, not commit
 
 migrate: proto ## apply database migrations (local SQLite by default)
 	$(PY) -m services.auth.cli migrate
+	$(PY) -m services.reports.cli migrate
 
 dev: proto ## run the whole platform locally: gateway on http://127.0.0.1:8080
 	$(PY) -m scripts.dev
 
 test: proto tools ## run the whole test suite (needs the local PostgreSQL and RabbitMQ)
 	$(PY) -m pytest
+
+bench-reports: proto ## reports per minute and p95 request→done, 4 concurrent requesters, PDF and JSON (RabbitMQ + PostgreSQL)
+	$(PY) -m bench.bench_reports
 
 bench-triton: proto ## raw TorchScript forward vs Triton with/without dynamic batching, concurrency 1/8/32/64
 	$(PY) -m bench.triton_bench --json var/bench/triton.json

@@ -87,9 +87,15 @@ def platform(var: Path, ports: Ports) -> tuple[list[list[str]], list[Process], d
         # The promoted version is local state, kept out of the committed model repository.
         "INFERENCE_STATE_DIR": str(var / "inference"),
         "INFERENCE_LOG_FILE": str(logs / "inference.log"),
+        "REPORTS_DATABASE_URL": f"sqlite+aiosqlite:///{var / 'reports.db'}",
+        "REPORTS_GRPC_PORT": str(ports.reports),
+        "REPORTS_METRICS_PORT": str(ports.reports_metrics),
+        "REPORTS_WORKER_METRICS_PORT": str(ports.worker_metrics),
+        "REPORTS_LOG_FILE": str(logs / "reports.log"),
     }
     setup = [
         [PYTHON, "-m", "services.auth.cli", "migrate"],
+        [PYTHON, "-m", "services.reports.cli", "migrate"],
     ]
     processes = [
         Process("auth", [PYTHON, "-m", "services.auth.server"]),
@@ -100,8 +106,14 @@ def platform(var: Path, ports: Ports) -> tuple[list[list[str]], list[Process], d
             "--work-dir", str(var / "triton"), "--log-file", str(logs / "triton.log"),
         ]),
         Process("inference", [PYTHON, "-m", "services.inference.server"]),
+        Process("reports", [PYTHON, "-m", "services.reports.server"]),
         Process("gateway", [PYTHON, "-m", "services.gateway.server"]),
     ]
+    # With RabbitMQ, a worker renders the reports; without it the reports server does, in-process.
+    if os.environ.get("AMQP_URL"):
+        processes.append(
+            Process("reports-worker", [PYTHON, "-m", "services.reports.worker"], {"REPORTS_LOG_FILE": str(logs / "reports-worker.log")})
+        )
     return setup, processes, env
 
 

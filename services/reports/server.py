@@ -29,6 +29,8 @@ def build(settings: Settings) -> tuple[GrpcService, ReportsServicer]:
 async def main() -> None:
     settings = Settings()
     setup_logging(settings.service_name, settings.log_level, settings.log_file)
+    # pika logs every failed connection attempt at ERROR with its traceback; ours say it once, plainly.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     service, servicer = build(settings)
 
     async def on_stop() -> None:

@@ -121,6 +121,8 @@ class Worker:
 def main() -> None:
     settings = Settings()
     setup_logging("reports-worker", settings.log_level, settings.log_file)
+    # pika logs every failed connection attempt at ERROR with its traceback; ours say it once, plainly.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     try:
         worker = Worker(settings)
     except ValueError as exc:
