@@ -10,6 +10,7 @@ same job handler; at start it reloads every report not yet done, so a restart lo
 """
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -40,17 +41,27 @@ class AmqpDispatcher:
         # pika is not thread-safe: one thread owns the publisher's connection.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="amqp-publisher")
         self._task: asyncio.Task | None = None
+        self._down_until = 0.0
 
     async def _call(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def submit(self, report_id: str) -> bool:
-        """True when the broker confirmed the job; False leaves it to the re-publisher."""
+        """True when the broker confirmed the job; False leaves it to the re-publisher.
+        Right after a failure requests do not try at all: a broker that times out would otherwise
+        hold every request (they share the one publisher thread) for the connect timeout."""
+        if time.monotonic() < self._down_until:
+            return False
+        return await self._send(report_id)
+
+    async def _send(self, report_id: str) -> bool:
         try:
             await self._call(self.publisher.publish, report_id)
         except (AMQPError, OSError) as exc:
+            self._down_until = time.monotonic() + self.settings.republish_interval_s
             log.warning("broker unreachable; report %s will be published when it is back (%s)", report_id, exc or type(exc).__name__)
             return False
+        self._down_until = 0.0
         await mark_published(self.sessions, [report_id])
         return True
 
@@ -68,7 +79,7 @@ class AmqpDispatcher:
             )
         sent = 0
         for report_id in pending:
-            if not await self.submit(report_id):
+            if not await self._send(report_id):
                 break
             sent += 1
         if sent:

@@ -163,3 +163,19 @@ async def test_in_process_queue_without_a_broker(private_reports_database):
     finally:
         await client.close()
         await stop_reports(service, servicer)
+
+
+async def test_jobs_wait_in_the_queue_until_a_worker_comes(deployment):
+    settings, servicer, client = deployment
+    me = owner()
+    result = await client.save(me)
+    ids = [(await client.request(me, result.id, "json")).id for _ in range(3)]
+    assert await servicer.dispatcher._call(servicer.dispatcher.publisher.queue_depth) == 3  # what reports_queue_depth shows
+    assert {(await client.get(me, i)).status for i in ids} == {"queued"}
+    worker, thread = start_worker_thread(settings, name=f"{settings.queue_prefix}.w")
+    try:
+        assert [(await client.wait(me, i)).status for i in ids] == ["done"] * 3
+        assert await servicer.dispatcher._call(servicer.dispatcher.publisher.queue_depth) == 0
+    finally:
+        worker.stop()
+        thread.join(15)

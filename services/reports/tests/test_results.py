@@ -41,6 +41,20 @@ async def test_save_and_get_round_trip(stub):
     assert got.created_at.seconds > 0
 
 
+async def test_large_images_are_kept_whole(stub, reports_service):
+    from sqlalchemy import select
+
+    from services.reports.models import Result
+
+    me = owner()
+    request = sample_result(me)
+    request.original_image = bytes(range(256)) * (24 * 1024)  # 6 MiB: over gRPC's 4 MiB default
+    saved = await stub.SaveResult(request)
+    async with reports_service.sessions() as session:
+        stored = (await session.execute(select(Result.original_image, Result.annotated_png).where(Result.id == saved.id))).one()
+    assert stored == (request.original_image, request.annotated_png)
+
+
 async def test_list_is_newest_first_and_paginated(stub):
     me = owner()
     ids = [(await stub.SaveResult(sample_result(me, notes=f"n{i}", annotated_png=b""))).id for i in range(5)]
