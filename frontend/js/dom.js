@@ -92,7 +92,8 @@ export function fieldError(field, message) {
 }
 
 export function formatDate(iso) {
-  const date = new Date(iso);
+  // The API's times are UTC; one without a zone must not be read as local time.
+  const date = new Date(/(Z|[+-]\d\d:?\d\d)$/i.test(iso) ? iso : `${iso}Z`);
   return Number.isNaN(date.getTime()) ? "" : date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 

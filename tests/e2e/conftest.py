@@ -32,6 +32,7 @@ CHROMIUM_ARGS = [
 PORT_COUNT = 11  # scripts/dev.py's Ports: the gateway and ten more after it
 READY_TIMEOUT_S = float(os.environ.get("E2E_READY_TIMEOUT_S", "300"))
 PASSWORD = "Correct-horse-9"
+TIMEZONE = "Asia/Kolkata"
 
 
 def _free_port_base() -> int:
@@ -120,7 +121,10 @@ def browser():
 @pytest.fixture
 def page(browser, platform_url):
     """A fresh browser profile per test; an uncaught script error anywhere fails the test."""
-    context = browser.new_context(base_url=platform_url, viewport={"width": 1100, "height": 900}, accept_downloads=True)
+    # A zone far from UTC, so a time shown in the wrong zone is caught.
+    context = browser.new_context(
+        base_url=platform_url, viewport={"width": 1100, "height": 900}, accept_downloads=True, locale="en-US", timezone_id=TIMEZONE
+    )
     page = context.new_page()
     page.set_default_timeout(20_000)
     errors: list[str] = []

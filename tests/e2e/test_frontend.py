@@ -1,11 +1,13 @@
 """The web frontend in a real browser against the running platform: the whole use case and what goes wrong."""
 import json
 import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import PASSWORD, log_in, register, screenshot, unique_email
+from tests.e2e.conftest import PASSWORD, TIMEZONE, log_in, register, screenshot, unique_email
 
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 ANALYSIS_TIMEOUT_MS = 120_000
@@ -248,6 +250,23 @@ def upload(api, user: dict, photo, notes: str = "") -> str:
     return created.json()["id"]
 
 
+def test_photo_without_faces_says_so(page, api, tmp_path):
+    from PIL import Image
+
+    blank = tmp_path / "wall.png"
+    Image.new("RGB", (320, 240), (200, 190, 170)).save(blank)
+    user = register(api)
+    log_in(page, user["email"])
+    page.goto("/#/analyze")
+    page.get_by_label("Choose a photo").set_input_files(str(blank))
+    page.get_by_role("button", name="Analyse", exact=True).click()
+    result = wait_for_result(page)
+    result.get_by_text("No face found.").wait_for()
+    assert result.locator("p.notice.info").inner_text().strip(), "the service's remark is shown"
+    assert result.locator("ol.faces").count() == 0
+    assert result.get_by_role("button", name="Download PDF report").is_enabled()
+
+
 def test_another_users_result_is_not_found(page, api, photo):
     owner = register(api, "Owner")
     foreign_id = upload(api, owner, photo, notes="private")
@@ -271,6 +290,9 @@ def test_history_pages(page, api, photo):
     items = page.locator("ol.history > li")
     assert items.count() == 10
     assert "photo 10" in items.first.inner_text(), "newest first"
+    shown = datetime.strptime(" ".join(items.first.locator("strong").inner_text().split()), "%b %d, %Y, %I:%M %p")
+    now = datetime.now(ZoneInfo(TIMEZONE)).replace(tzinfo=None)
+    assert abs(now - shown) < timedelta(minutes=5), f"shown {shown}, local time {now}"
     assert page.get_by_role("link", name="Newer").count() == 0
     page.get_by_role("link", name="Older").click()
     page.get_by_role("link", name="Newer").wait_for()

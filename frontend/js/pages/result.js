@@ -41,7 +41,7 @@ export function resultView(prediction, ctx, level = 2) {
   const image = h("img", {
     class: "annotated",
     alt: faces.length
-      ? `The photo with ${plural(faces.length, "face", "faces")} outlined and numbered: ${faces.map((f, i) => `face ${i + 1} ${f.label}`).join(", ")}.`
+      ? `The photo with ${plural(faces.length, "face", "faces")} outlined and labelled: ${faces.map((face) => face.label).join(", ")}.`
       : "The photo; no face was found in it.",
   });
   const figure = h("figure", { class: "card figure", "aria-busy": "true" }, image, h("figcaption", {}, summary(prediction)));
@@ -70,7 +70,7 @@ export function resultView(prediction, ctx, level = 2) {
 function summary(prediction) {
   const faces = prediction.faces || [];
   if (!faces.length) return "No face found.";
-  return `${plural(faces.length, "face", "faces")}: ${faces.map((face, i) => `${i + 1} ${face.label}`).join(", ")}`;
+  return `${plural(faces.length, "face", "faces")}: ${faces.map((face) => face.label).join(", ")}`;
 }
 
 function facts(prediction) {
