@@ -199,3 +199,29 @@ async def test_triton_down_is_503_and_nothing_is_stored(predictions_gateway, tri
     reply = await upload(client, user["headers"], encode(ASTRONAUT, "PNG"))
     assert reply.status_code == 201, reply.text
     assert await state(client, user["headers"]) == (1, 1)
+
+
+async def test_training_jobs_started_and_followed_by_an_admin(predictions_gateway):
+    client = predictions_gateway
+    user = await register_and_login(client)
+    job = {"dataset": "fer2013/absent.csv.gz", "recipe": "fer2013_resnet18_cpu", "gpus": 0}
+    assert (await client.post(f"{API}/training-jobs", json=job, headers=user["headers"])).status_code == 403
+    escaping = await client.post(f"{API}/training-jobs", json={**job, "dataset": "../../etc/passwd"}, headers=client.admin_headers)
+    assert escaping.status_code == 422 and "relative path" in escaping.json()["detail"]
+
+    started = await client.post(f"{API}/training-jobs", json=job, headers=client.admin_headers)
+    assert started.status_code == 202, started.text
+    body = started.json()
+    assert body["status"] in ("queued", "running") and body["model_name"] == MODEL_NAME
+    assert started.headers["location"] == f"{API}/training-jobs/{body['id']}"
+    # The dataset does not exist: the real launcher runs the training step, which fails, and says so.
+    for _ in range(240):
+        followed = (await client.get(started.headers["location"], headers=client.admin_headers)).json()
+        if followed["status"] in ("succeeded", "failed"):
+            break
+        await asyncio.sleep(0.5)
+    assert followed["status"] == "failed" and "exited" in followed["message"], followed
+    assert followed["finished_at"] and followed["model_version"] is None
+    listed = (await client.get(f"{API}/training-jobs", headers=client.admin_headers)).json()
+    assert body["id"] in [j["id"] for j in listed["items"]]
+    assert (await client.get(f"{API}/training-jobs/unknown", headers=client.admin_headers)).status_code == 404

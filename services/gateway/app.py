@@ -14,13 +14,13 @@ from starlette.responses import Response
 from services.gateway.config import Settings
 from services.gateway.errors import grpc_error_handler
 from services.gateway.middleware import BodyLimitMiddleware, ObservabilityMiddleware
-from services.gateway.routers import auth, models, predictions, reports, users
+from services.gateway.routers import auth, models, predictions, reports, training_jobs, users
 from services.gateway.security import TokenVerifier
 from services.gateway.upstreams import Upstreams
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
-API_ROUTERS = [auth.router, users.router, predictions.router, models.router, reports.router]
+API_ROUTERS = [auth.router, users.router, predictions.router, models.router, training_jobs.router, reports.router]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -37,5 +37,10 @@ class Settings(ServiceSettings):
     annotated_max_side: int = 2048
     max_image_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000
-    # Training jobs: "local" (a subprocess) or "kubernetes" (batch/v1 Jobs).
+    # Training jobs: "local" (a subprocess chain) or "kubernetes" (batch/v1 Jobs, configured by the
+    # INFERENCE_TRAINING_* variables the launcher reads). Local jobs read datasets under
+    # training_data_dir and write their runs and logs under var/.
     training_launcher: str = "local"
+    training_data_dir: str = "../shared/data"
+    training_work_dir: str = "var/training-runs"
+    training_log_dir: str = "var/training-logs"

@@ -7,6 +7,7 @@ from ferkit.grpc_server import GrpcService, Registration, run_until_signalled
 from ferkit.logs import setup_logging
 from services.inference.config import Settings
 from services.inference.detection import FaceDetector
+from services.inference.jobs import TrainingJobs
 from services.inference.registry import ModelRegistry, UnknownModel
 from services.inference.service import InferenceServicer
 from services.inference.triton import ModelNotServing, TritonClient, TritonError, TritonUnavailable
@@ -27,7 +28,7 @@ def build(settings: Settings) -> tuple[GrpcService, InferenceServicer]:
         settings.model_repository, triton, settings.triton_config_name, settings.state_dir or None, settings.model_name
     )
     detector = FaceDetector(settings.detector, settings.detector_workers, settings.detector_min_score, settings.detector_max_side)
-    servicer = InferenceServicer(settings, registry, triton, detector)
+    servicer = InferenceServicer(settings, registry, triton, detector, TrainingJobs(settings))
     service = GrpcService(settings, [Registration(inference_pb2_grpc.add_InferenceServiceServicer_to_server, servicer, SERVICE_NAME)])
     return service, servicer
 

@@ -19,6 +19,7 @@ from ferkit.vision import crop_face, normalise, resize_grey, softmax, to_grey
 from services.inference.annotate import Mark, annotate
 from services.inference.config import Settings
 from services.inference.detection import Detection, FaceDetector
+from services.inference.jobs import JobRecord, TrainingJobs
 from services.inference.registry import ModelRegistry, UnknownModel, Version
 from services.inference.triton import ModelNotServing, TritonClient, TritonError, TritonUnavailable
 
@@ -67,12 +68,12 @@ def _face(box: tuple[int, int, int, int], probs: np.ndarray, classes: tuple[str,
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(self, settings: Settings, registry: ModelRegistry, triton: TritonClient, detector: FaceDetector,
-                 launcher=None) -> None:
+                 jobs: TrainingJobs) -> None:
         self.settings = settings
         self.registry = registry
         self.triton = triton
         self.detector = detector
-        self.launcher = launcher
+        self.jobs = jobs
         self.limits = images.ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
         self._recovery: asyncio.Task | None = None
         self.background: asyncio.Task | None = None
@@ -261,3 +262,51 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             return self._version_proto(version, await self._state_of(version))
 
         return await self._guard(context, work)
+
+    # --- training jobs ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _job_proto(record: JobRecord) -> inference_pb2.TrainingJob:
+        job = inference_pb2.TrainingJob(
+            id=record.spec.job_id,
+            dataset=record.spec.dataset,
+            recipe=record.spec.recipe,
+            gpus=record.spec.gpus,
+            model_name=record.spec.model_name,
+            status=record.status,
+            message=record.message,
+            model_version=record.model_version,
+            requested_by=record.requested_by,
+        )
+        job.created_at.FromDatetime(record.created_at)
+        if record.finished_at:
+            job.finished_at.FromDatetime(record.finished_at)
+        return job
+
+    async def StartTrainingJob(self, request: inference_pb2.StartTrainingJobRequest, context) -> inference_pb2.TrainingJob:
+        try:
+            record = await self.jobs.start(request.dataset, request.recipe, request.gpus, request.model_name, request.requested_by)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return self._job_proto(record)
+
+    async def GetTrainingJob(self, request: inference_pb2.GetTrainingJobRequest, context) -> inference_pb2.TrainingJob:
+        try:
+            return self._job_proto(await self.jobs.get(request.id))
+        except LookupError as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+
+    async def ListTrainingJobs(self, request: common_pb2.PageRequest, context) -> inference_pb2.ListTrainingJobsResponse:
+        size = request.page_size or 20
+        try:
+            offset = int(request.page_token or 0)
+        except ValueError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_token is not one this service issued")
+        if not 0 < size <= 100 or offset < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_size must be between 1 and 100")
+        records, total = await self.jobs.list(size, offset)
+        more = offset + len(records) < total
+        return inference_pb2.ListTrainingJobsResponse(
+            jobs=[self._job_proto(r) for r in records],
+            page=common_pb2.PageInfo(next_page_token=str(offset + len(records)) if more else "", total=total),
+        )

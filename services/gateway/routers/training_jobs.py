@@ -1,0 +1,86 @@
+"""Training jobs (administrators): start one, follow it. A finished job's export is a new model
+version, which an administrator then loads or promotes under /models."""
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from fer.v1 import auth_pb2, common_pb2, inference_pb2
+from services.gateway.schemas import StrictBody
+from services.gateway.security import admin_user
+
+router = APIRouter(prefix="/training-jobs", tags=["training"])
+
+
+class TrainingJobIn(StrictBody):
+    dataset: str = Field(max_length=300, description="Path inside the dataset volume, e.g. fer2013/fer2013.csv.gz.")
+    recipe: str = Field(max_length=200, description="A recipe under training/configs (e.g. fer2013_resnet18_gpu) or a relative .yaml path.")
+    gpus: int = Field(1, ge=0, le=16)
+    model_name: str = Field("", max_length=100, description="Empty: the platform's default model.")
+
+
+class TrainingJobOut(BaseModel):
+    id: str
+    dataset: str
+    recipe: str
+    gpus: int
+    model_name: str
+    status: str = Field(description="queued, running, succeeded or failed.")
+    message: str
+    model_version: int | None = Field(description="The version the job exported, once it has succeeded.")
+    requested_by: str
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_proto(cls, job: inference_pb2.TrainingJob) -> "TrainingJobOut":
+        return cls(
+            id=job.id,
+            dataset=job.dataset,
+            recipe=job.recipe,
+            gpus=job.gpus,
+            model_name=job.model_name,
+            status=job.status,
+            message=job.message,
+            model_version=job.model_version or None,
+            requested_by=job.requested_by,
+            created_at=job.created_at.ToDatetime(),
+            finished_at=job.finished_at.ToDatetime() if job.HasField("finished_at") else None,
+        )
+
+
+class TrainingJobPage(BaseModel):
+    items: list[TrainingJobOut]
+    next_page_token: str
+    total: int
+
+
+def _inference(request: Request):
+    stub = request.app.state.upstreams.inference
+    if stub is None:
+        raise HTTPException(status_code=503, detail="the inference service is not part of this deployment")
+    return stub
+
+
+@router.post("", status_code=202, response_model=TrainingJobOut, responses={403: {}, 422: {}})
+async def start_training_job(body: TrainingJobIn, request: Request, response: Response,
+                             user: auth_pb2.User = Depends(admin_user)) -> TrainingJobOut:
+    job = await _inference(request).StartTrainingJob(
+        inference_pb2.StartTrainingJobRequest(dataset=body.dataset, recipe=body.recipe, gpus=body.gpus,
+                                              model_name=body.model_name, requested_by=user.email)
+    )
+    response.headers["Location"] = str(request.url_for("get_training_job", job_id=job.id).path)
+    return TrainingJobOut.from_proto(job)
+
+
+@router.get("", response_model=TrainingJobPage)
+async def list_training_jobs(request: Request, page_size: int = Query(20, ge=1, le=100), page_token: str = Query("", max_length=20),
+                             user: auth_pb2.User = Depends(admin_user)) -> TrainingJobPage:
+    page = await _inference(request).ListTrainingJobs(common_pb2.PageRequest(page_size=page_size, page_token=page_token))
+    return TrainingJobPage(items=[TrainingJobOut.from_proto(j) for j in page.jobs], next_page_token=page.page.next_page_token,
+                           total=page.page.total)
+
+
+@router.get("/{job_id}", response_model=TrainingJobOut, responses={404: {}})
+async def get_training_job(job_id: str, request: Request, user: auth_pb2.User = Depends(admin_user)) -> TrainingJobOut:
+    return TrainingJobOut.from_proto(await _inference(request).GetTrainingJob(inference_pb2.GetTrainingJobRequest(id=job_id)))
