@@ -26,6 +26,8 @@ class Settings(ServiceSettings):
     republish_interval_s: float = 2.0
     # Reports younger than this are left to the request that made them (avoids double publishing).
     republish_grace_s: float = 1.0
+    # A queued or running report untouched this long has its job published again (the broker lost it).
+    stale_after_s: float = 900.0
     # How often the queue-depth gauge is refreshed.
     depth_interval_s: float = 5.0
     # In-process queue only: jobs rendered at once.

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from pika.exceptions import AMQPError
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.reports.amqp import Publisher
@@ -66,20 +66,29 @@ class AmqpDispatcher:
         return True
 
     async def republish_pending(self, limit: int = 200) -> int:
-        """Publishes reports saved but never confirmed by the broker; returns how many went out."""
-        cutoff = utcnow() - timedelta(seconds=self.settings.republish_grace_s)
+        """Publishes reports saved but never confirmed by the broker, and reports that have made no
+        progress for `stale_after_s` (their message was lost with the broker's data, or a queue was
+        purged); returns how many went out. A job sent twice is harmless: the handler is idempotent."""
+        now = utcnow()
+        unpublished = and_(Report.published.is_(False), Report.created_at < now - timedelta(seconds=self.settings.republish_grace_s))
+        stale = Report.updated_at < now - timedelta(seconds=self.settings.stale_after_s)
         async with self.sessions() as session:
-            pending = list(
-                await session.scalars(
-                    select(Report.id)
-                    .where(Report.published.is_(False), Report.status.in_(ACTIVE), Report.created_at < cutoff)
+            rows = (
+                await session.execute(
+                    select(Report.id, Report.published, Report.status)
+                    .where(Report.status.in_(ACTIVE), or_(unpublished, stale))
                     .order_by(Report.created_at)
                     .limit(limit)
                 )
-            )
+            ).all()
+            revived = [row.id for row in rows if row.published]
+            if revived:
+                log.warning("%d report(s) made no progress for %.0f s; publishing their jobs again", len(revived), self.settings.stale_after_s)
+                await session.execute(update(Report).where(Report.id.in_(revived), Report.status.in_(ACTIVE)).values(updated_at=now))
+                await session.commit()
         sent = 0
-        for report_id in pending:
-            if not await self._send(report_id):
+        for row in rows:
+            if not await self._send(row.id):
                 break
             sent += 1
         if sent:

@@ -179,3 +179,26 @@ async def test_jobs_wait_in_the_queue_until_a_worker_comes(deployment):
     finally:
         worker.stop()
         thread.join(15)
+
+
+async def test_a_job_the_broker_lost_is_published_again(deployment):
+    settings, servicer, client = deployment
+    me = owner()
+    result = await client.save(me)
+    report = await client.request(me, result.id, "pdf")
+    # The broker loses the message (an operator purges the queue, a node loses its disk).
+    purged = await servicer.dispatcher._call(
+        lambda: servicer.dispatcher.publisher._open().queue_purge(servicer.dispatcher.publisher.topology.queue).method.message_count
+    )
+    assert purged == 1
+    worker, thread = start_worker_thread(settings, name=f"{settings.queue_prefix}.w")
+    try:
+        await asyncio.sleep(1.0)
+        assert (await client.get(me, report.id)).status == "queued"  # nothing to consume
+        servicer.settings.stale_after_s = 0.5  # (900 s in production)
+        done = await client.wait(me, report.id, timeout_s=30)
+        assert done.status == "done" and done.attempts == 1
+    finally:
+        servicer.settings.stale_after_s = 900.0
+        worker.stop()
+        thread.join(15)
