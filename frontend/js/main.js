@@ -106,18 +106,19 @@ function errorView(error) {
   };
 }
 
+// Nothing of the last person stays in memory after a log out (the tokens are dropped by api.js).
+function toLogin(notice, returnTo = null) {
+  Object.assign(app, { user: null, notice, returnTo, historyPrev: {} });
+  go("/login");
+}
+
 document.getElementById("logout").addEventListener("click", async () => {
   await logout();
-  app.user = null;
-  app.notice = "You have logged out.";
-  go("/login");
+  toLogin("You have logged out.");
 });
 
-onSessionEnd((reason) => {
-  app.user = null;
-  app.notice = reason;
-  go("/login");
-});
+// An ended session sends the person back where they were once they log in again.
+onSessionEnd((reason) => toLogin(reason, location.hash.slice(1).split("?")[0] || null));
 
 // A failure outside any page's own handling still reaches the person, in words, never a blank page.
 window.addEventListener("unhandledrejection", (event) => {

@@ -328,6 +328,8 @@ def test_session_survives_reload_and_refreshes_before_expiry(page, api):
 def test_revoked_session_ends_with_a_notice(page, api, platform_url):
     user = register(api)
     log_in(page, user["email"])
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="History").click()
+    page.get_by_role("heading", level=1, name="History").wait_for()
     # Logged out elsewhere (the same login revoked): the tab finds out on its next refresh.
     revoked = httpx.post(f"{platform_url}/api/v1/auth/logout", json={"refresh_token": session_storage(page)["fer.refresh_token"]})
     assert revoked.status_code == 204
@@ -335,6 +337,11 @@ def test_revoked_session_ends_with_a_notice(page, api, platform_url):
     page.get_by_role("heading", level=1, name="Log in").wait_for()
     page.get_by_text("Your session has ended. Please log in again.").wait_for()
     assert session_storage(page) == {}
+    # Logging in again leads back to where the person was.
+    page.get_by_label("Email").fill(user["email"])
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", level=1, name="History").wait_for()
 
 
 def test_expired_access_token_is_refreshed_once_and_retried(page, api):
