@@ -16,5 +16,5 @@ if ! "$VENV_PY" -c "import playwright" >/dev/null 2>&1; then
     "$VENV_PY" -m pip install -q "playwright>=1.45"
 fi
 
-chromium --version 2>/dev/null  # Debian's wrapper script warns on stderr about nothing
+chromium --version 2>/dev/null  # Debian's wrapper script prints a harmless shell warning on stderr
 "$VENV_PY" -c "import importlib.metadata as m; print('playwright', m.version('playwright'))"
