@@ -21,11 +21,11 @@ function append(parent, children) {
   }
 }
 
-/** A polite announcement for screen readers (route loaded, saved, progress). */
+/** A polite announcement for screen readers (logged in, saved, analysis done). */
 export function announce(text) {
   const region = document.getElementById("status");
   region.textContent = "";
-  // A fresh text node after a tick makes screen readers read the same message twice if it repeats.
+  // Emptied first and filled a moment later, so the same message said twice is read twice.
   setTimeout(() => {
     region.textContent = text;
   }, 50);
