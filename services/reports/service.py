@@ -216,7 +216,10 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
             session.add(row)
             await session.commit()
         JOBS.labels("queued").inc()
-        await self.dispatcher.submit(row.id)
+        try:
+            await self.dispatcher.submit(row.id)
+        except Exception:  # noqa: BLE001 - the row is saved: the re-publisher sends it, the caller gets its id
+            log.exception("report %s saved but not handed over yet", row.id)
         return report_to_proto(row)
 
     async def GetReport(self, request, context):
