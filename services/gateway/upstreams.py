@@ -39,3 +39,13 @@ class Upstreams:
     async def close(self) -> None:
         for channel in self.channels.values():
             await channel.close()
+
+
+def upstream(request, name: str):
+    """The stub of one upstream ("auth", "inference", "reports"); 503 when this deployment has none."""
+    from fastapi import HTTPException
+
+    stub = getattr(request.app.state.upstreams, name)
+    if stub is None:
+        raise HTTPException(status_code=503, detail=f"the {name} service is not part of this deployment")
+    return stub

@@ -13,6 +13,7 @@ from fer.v1 import auth_pb2, common_pb2, inference_pb2, reports_pb2
 from ferkit import images
 from ferkit.vision import CLASSES
 from services.gateway.security import current_user
+from services.gateway.upstreams import upstream
 
 router = APIRouter(prefix="/predictions", tags=["predictions"])
 MAX_NOTES = 2000
@@ -89,13 +90,6 @@ class PredictionPage(BaseModel):
     total: int
 
 
-def _upstream(request: Request, name: str):
-    stub = getattr(request.app.state.upstreams, name)
-    if stub is None:
-        raise HTTPException(status_code=503, detail=f"the {name} service is not part of this deployment")
-    return stub
-
-
 @router.post("", status_code=201, response_model=PredictionOut, responses={413: {}, 415: {}, 422: {}, 503: {}})
 async def create_prediction(
     request: Request,
@@ -103,7 +97,7 @@ async def create_prediction(
     notes: str = Form("", max_length=MAX_NOTES),
     user: auth_pb2.User = Depends(current_user),
 ) -> PredictionOut:
-    inference, reports = _upstream(request, "inference"), _upstream(request, "reports")
+    inference, reports = upstream(request, "inference"), upstream(request, "reports")
     data = await file.read()
     limits = images.ImageLimits(max_bytes=request.app.state.settings.max_upload_bytes)
     try:
@@ -139,7 +133,7 @@ async def list_predictions(
     user: auth_pb2.User = Depends(current_user),
 ) -> PredictionPage:
     """The caller's history, newest first."""
-    page = await _upstream(request, "reports").ListResults(
+    page = await upstream(request, "reports").ListResults(
         reports_pb2.ListResultsRequest(owner_id=user.id, page=common_pb2.PageRequest(page_size=page_size, page_token=page_token))
     )
     return PredictionPage(
@@ -151,13 +145,13 @@ async def list_predictions(
 
 @router.get("/{prediction_id}", response_model=PredictionOut, responses={404: {}})
 async def get_prediction(prediction_id: str, request: Request, user: auth_pb2.User = Depends(current_user)) -> PredictionOut:
-    result = await _upstream(request, "reports").GetResult(reports_pb2.GetResultRequest(owner_id=user.id, id=prediction_id))
+    result = await upstream(request, "reports").GetResult(reports_pb2.GetResultRequest(owner_id=user.id, id=prediction_id))
     return PredictionOut.from_result(result, request)
 
 
 @router.get("/{prediction_id}/annotated.png", response_class=Response, responses={200: {"content": {"image/png": {}}}, 404: {}})
 async def get_annotated_image(prediction_id: str, request: Request, user: auth_pb2.User = Depends(current_user)) -> Response:
-    image = await _upstream(request, "reports").GetAnnotatedImage(reports_pb2.GetResultRequest(owner_id=user.id, id=prediction_id))
+    image = await upstream(request, "reports").GetAnnotatedImage(reports_pb2.GetResultRequest(owner_id=user.id, id=prediction_id))
     return Response(
         image.content,
         media_type=image.content_type or "image/png",

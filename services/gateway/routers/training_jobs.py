@@ -2,12 +2,13 @@
 version, which an administrator then loads or promotes under /models."""
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from fer.v1 import auth_pb2, common_pb2, inference_pb2
 from services.gateway.schemas import StrictBody
 from services.gateway.security import admin_user
+from services.gateway.upstreams import upstream
 
 router = APIRouter(prefix="/training-jobs", tags=["training"])
 
@@ -55,17 +56,10 @@ class TrainingJobPage(BaseModel):
     total: int
 
 
-def _inference(request: Request):
-    stub = request.app.state.upstreams.inference
-    if stub is None:
-        raise HTTPException(status_code=503, detail="the inference service is not part of this deployment")
-    return stub
-
-
 @router.post("", status_code=202, response_model=TrainingJobOut, responses={403: {}, 422: {}})
 async def start_training_job(body: TrainingJobIn, request: Request, response: Response,
                              user: auth_pb2.User = Depends(admin_user)) -> TrainingJobOut:
-    job = await _inference(request).StartTrainingJob(
+    job = await upstream(request, "inference").StartTrainingJob(
         inference_pb2.StartTrainingJobRequest(dataset=body.dataset, recipe=body.recipe, gpus=body.gpus,
                                               model_name=body.model_name, requested_by=user.email)
     )
@@ -76,11 +70,11 @@ async def start_training_job(body: TrainingJobIn, request: Request, response: Re
 @router.get("", response_model=TrainingJobPage)
 async def list_training_jobs(request: Request, page_size: int = Query(20, ge=1, le=100), page_token: str = Query("", max_length=20),
                              user: auth_pb2.User = Depends(admin_user)) -> TrainingJobPage:
-    page = await _inference(request).ListTrainingJobs(common_pb2.PageRequest(page_size=page_size, page_token=page_token))
+    page = await upstream(request, "inference").ListTrainingJobs(common_pb2.PageRequest(page_size=page_size, page_token=page_token))
     return TrainingJobPage(items=[TrainingJobOut.from_proto(j) for j in page.jobs], next_page_token=page.page.next_page_token,
                            total=page.page.total)
 
 
 @router.get("/{job_id}", response_model=TrainingJobOut, responses={404: {}})
 async def get_training_job(job_id: str, request: Request, user: auth_pb2.User = Depends(admin_user)) -> TrainingJobOut:
-    return TrainingJobOut.from_proto(await _inference(request).GetTrainingJob(inference_pb2.GetTrainingJobRequest(id=job_id)))
+    return TrainingJobOut.from_proto(await upstream(request, "inference").GetTrainingJob(inference_pb2.GetTrainingJobRequest(id=job_id)))
