@@ -14,12 +14,11 @@ from fer.v1 import common_pb2, reports_pb2, reports_pb2_grpc
 from ferkit.vision import CLASSES
 from services.reports.config import Settings
 from services.reports.metrics import JOBS
-from services.reports.models import FORMATS, Report, Result, as_utc, utcnow
+from services.reports.models import FORMATS, Report, Result, as_utc
 
 log = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-CONTENT_TYPES = {"pdf": "application/pdf", "json": "application/json"}
 
 
 def _timestamp(value: datetime) -> Timestamp:
