@@ -7,7 +7,6 @@
     {prefix}.dlx        fanout exchange → {prefix}.dead, where jobs that failed for good are kept for operators
 """
 import json
-import logging
 import threading
 
 import pika
@@ -16,7 +15,6 @@ from pika.exceptions import AMQPError
 
 from services.reports.config import Settings
 
-log = logging.getLogger(__name__)
 
 ROUTING_KEY = "job"
 MESSAGE_VERSION = 1

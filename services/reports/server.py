@@ -11,7 +11,6 @@ from services.reports.config import Settings
 from services.reports.dispatch import make_dispatcher
 from services.reports.service import ReportsServicer
 
-log = logging.getLogger(__name__)
 SERVICE_NAME = reports_pb2.DESCRIPTOR.services_by_name["ReportsService"].full_name
 
 
