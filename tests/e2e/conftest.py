@@ -30,7 +30,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PORT_COUNT = 11  # scripts/dev.py's Ports: the gateway and ten more after it
-READY_TIMEOUT_S = float(os.environ.get("E2E_READY_TIMEOUT_S", "300"))
+# Below pytest-timeout's 300 s, so a platform that never gets ready fails with its log, not a bare timeout.
+READY_TIMEOUT_S = float(os.environ.get("E2E_READY_TIMEOUT_S", "180"))
+# pytest re-runs a failed session fixture for every test; one failed start is enough.
+_start_failure: list[str] = []
 PASSWORD = "Correct-horse-9"
 TIMEZONE = "Asia/Kolkata"
 
@@ -67,6 +70,8 @@ def platform_url(tmp_path_factory) -> Iterator[str]:
     if os.environ.get("E2E_BASE_URL"):
         yield os.environ["E2E_BASE_URL"].rstrip("/")
         return
+    if _start_failure:
+        pytest.fail(_start_failure[0], pytrace=False)
     var = tmp_path_factory.mktemp("platform")
     base = _free_port_base()
     log_path = var / "dev.out"
@@ -82,7 +87,8 @@ def platform_url(tmp_path_factory) -> Iterator[str]:
         last = "no answer"
         while True:
             if process.poll() is not None:
-                pytest.fail(f"the platform exited with {process.returncode} before it was ready:\n{_log_tail(log_path)}", pytrace=False)
+                _start_failure.append(f"the platform exited with {process.returncode} before it was ready:\n{_log_tail(log_path)}")
+                pytest.fail(_start_failure[0], pytrace=False)
             try:
                 ready = httpx.get(f"{url}/readyz", timeout=2)
                 if ready.status_code == 200:
@@ -91,7 +97,8 @@ def platform_url(tmp_path_factory) -> Iterator[str]:
             except httpx.HTTPError as exc:
                 last = repr(exc)
             if time.monotonic() > deadline:
-                pytest.fail(f"the platform was not ready after {READY_TIMEOUT_S:.0f} s ({last}):\n{_log_tail(log_path)}", pytrace=False)
+                _start_failure.append(f"the platform was not ready after {READY_TIMEOUT_S:.0f} s ({last}):\n{_log_tail(log_path)}")
+                pytest.fail(_start_failure[0], pytrace=False)
             time.sleep(0.5)
         yield url
     finally:
