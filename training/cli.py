@@ -60,7 +60,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.out:
         cfg.out_dir = args.out
     _setup_logging(str(Path(cfg.out_dir) / "train.log"))
-    result = train(cfg, resume=args.resume, cache_dir=args.cache_dir, progress=not args.no_progress)
+    result = train(cfg, resume=args.resume, cache_dir=args.cache_dir, progress=not args.no_progress,
+                   stop_after=args.stop_after)
     log.info("done: best validation accuracy %.4f at epoch %d; checkpoints in %s",
              result["best_acc"], result["best_epoch"], result["out_dir"])
     return 0
@@ -82,6 +83,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             recall = "  ".join(f"{c} {100 * v['recall']:.1f}" for c, v in m["per_class"].items())
             print(f"{label:28s} accuracy {100 * m['accuracy']:.2f}%  macro-F1 {100 * m['macro_f1']:.2f}%  "
                   f"{m['images_per_s']:.0f} img/s\n    recall: {recall}")
+    for split in args.also:
+        if split in args.splits:
+            continue
+        m = evaluate(loaded, _fer_split(args.data, split, args.cache_dir), progress=True)
+        results[split] = m
+        print(f"{split:28s} accuracy {100 * m['accuracy']:.2f}%  macro-F1 {100 * m['macro_f1']:.2f}%")
     first_label, first = next(iter(results.items()))
     save_confusion(first, out / "confusion_matrix.png", out / "confusion_matrix.json",
                    title=f"{Path(args.model).name}: {first_label}, accuracy {100 * first['accuracy']:.2f}%")
@@ -208,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a recipe key, e.g. --set epochs=5 --set optim.lr=0.05")
     t.add_argument("--out", help="output directory (default: the recipe's out_dir)")
     t.add_argument("--resume", help="checkpoint to continue from (e.g. runs/x/last.pt)")
+    t.add_argument("--stop-after", type=int, help="stop after N epochs of this call (continue with --resume)")
     t.add_argument("--cache-dir", default="runs/cache", help="where parsed datasets are cached")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
@@ -216,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", help="checkpoint (.pt), version dir (models/x/1) or model dir (latest version)")
     data_args(e)
     e.add_argument("--splits", nargs="+", default=["PrivateTest"], help="Usage values to evaluate on")
-    e.add_argument("--tta", nargs="+", default=["none"], choices=["none", "flip", "tencrop"])
+    e.add_argument("--tta", nargs="+", default=["none"], choices=["none", "flip", "tencrop"],
+                   help="test-time augmentation modes, each evaluated on every --splits split")
+    e.add_argument("--also", nargs="*", default=[], help="further splits, evaluated without TTA (e.g. PublicTest)")
     e.add_argument("--out", required=True, help="folder for metrics.json, confusion_matrix.*, report.md")
     e.add_argument("--name", help="model name in the report")
     e.add_argument("--note", action="append", default=[], metavar="KEY=VALUE", help="extra line in the report")

@@ -68,6 +68,7 @@ class DistInfo:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # this trainer created the process group, so it tears it down
 
     @property
     def main(self) -> bool:
@@ -78,10 +79,11 @@ def init_distributed(device: torch.device) -> DistInfo:
     """torchrun sets WORLD_SIZE/RANK; gloo works on the CPU (also with one process)."""
     if "WORLD_SIZE" not in os.environ or "RANK" not in os.environ:
         return DistInfo()
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), owns)
 
 
 def parse_deadline(text: str) -> datetime | None:
@@ -283,15 +285,15 @@ class Trainer:
     # -- one epoch ---------------------------------------------------------------------------
     def _order(self) -> torch.Tensor:
         n = len(self.train_x)
-        if self.sample_weights is not None:
-            order = torch.multinomial(self.sample_weights, n, replacement=True, generator=self.gen)
-        else:
-            order = torch.randperm(n, generator=self.gen)
+        gen = self.gen
         if self.dist.world > 1:
-            # Same permutation on every rank (seeded by epoch), each takes its own stride.
-            g = torch.Generator().manual_seed(self.cfg.seed * 1000 + self.epoch)
-            order = torch.randperm(n, generator=g)[self.dist.rank :: self.dist.world]
-        return order
+            # The same order on every rank (seeded by the epoch); each rank takes its own stride.
+            gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + self.epoch)
+        if self.sample_weights is not None:
+            order = torch.multinomial(self.sample_weights, n, replacement=True, generator=gen)
+        else:
+            order = torch.randperm(n, generator=gen)
+        return order[self.dist.rank :: self.dist.world] if self.dist.world > 1 else order
 
     def batches(self):
         """Yield (indices) of each step of one epoch."""
@@ -396,7 +398,9 @@ class Trainer:
             self.planned_epochs = planned
 
     # -- the run -----------------------------------------------------------------------------
-    def fit(self) -> dict[str, Any]:
+    def fit(self, stop_after: int | None = None) -> dict[str, Any]:
+        """Train up to the planned epoch count; `stop_after` ends this call after that many epochs
+        (to continue later with --resume, e.g. within a time-limited lease)."""
         cfg = self.cfg
         hist_path = self.out / HISTORY_CSV
         if self.dist.main:
@@ -406,7 +410,11 @@ class Trainer:
         log.info("training %s on %d images (%d steps/epoch x %d epochs), validating on %d, device %s, world %d",
                  self.arch_name, len(self.train_x), self.steps_per_epoch, cfg.epochs, len(self.val_x),
                  self.device, self.dist.world)
+        first_epoch = self.epoch
         while self.epoch < self.planned_epochs:
+            if stop_after is not None and self.epoch - first_epoch >= stop_after:
+                log.info("stopping after %d epochs as asked; resume from %s", stop_after, self.out / CHECKPOINT_LAST)
+                break
             lr = self.optimizer.param_groups[0]["lr"]
             started = time.perf_counter()
             stats = self.train_epoch()
@@ -441,12 +449,12 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None, splits: Splits | None = None,
-          cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+          cache_dir: str | Path | None = None, progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
     trainer = Trainer(cfg, splits=splits, cache_dir=cache_dir, progress=progress)
-    if resume:
-        trainer.resume(resume)
     try:
-        return trainer.fit()
+        if resume:
+            trainer.resume(resume)
+        return trainer.fit(stop_after=stop_after)
     finally:
-        if trainer.dist.world > 1 and dist.is_initialized():
+        if trainer.dist.owns_group and dist.is_initialized():
             dist.destroy_process_group()

@@ -30,20 +30,19 @@ def test_loss_falls_and_accuracy_rises(trained):
 
 
 def test_resume_continues_where_it_stopped(fer_csv, tmp_path):
-    kw = dict(epochs=3, max_steps_per_epoch=3)
+    kw = dict(epochs=2, max_steps_per_epoch=2)
     straight = train(small_config(fer_csv, tmp_path / "a", **kw), progress=False)
-    train(small_config(fer_csv, tmp_path / "b", **{**kw, "epochs": 2}), progress=False)
-    # The same recipe asked for 3 epochs, resumed from the 2-epoch checkpoint.
+    stopped = train(small_config(fer_csv, tmp_path / "b", **kw), progress=False, stop_after=1)
+    assert stopped["epochs"] == 1
     resumed = train(small_config(fer_csv, tmp_path / "b", **kw), resume=tmp_path / "b" / "last.pt", progress=False)
-    assert resumed["epochs"] == 3
+    assert straight["epochs"] == resumed["epochs"] == 2
     a, b = _history(tmp_path / "a"), _history(tmp_path / "b")
-    assert [r["epoch"] for r in b] == ["1", "2", "3"]
+    assert [r["epoch"] for r in b] == ["1", "2"]
     assert float(a[-1]["val_loss"]) == pytest.approx(float(b[-1]["val_loss"]), rel=1e-4)
     wa = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
     wb = torch.load(tmp_path / "b" / "last.pt", weights_only=False)["model"]
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
-    assert straight["epochs"] == 3
 
 
 def _free_port():
