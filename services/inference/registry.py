@@ -24,6 +24,10 @@ class UnknownModel(LookupError):
     """No such model or version in the repository."""
 
 
+class NoModelDeployed(RuntimeError):
+    """The default model has no version at all yet (nothing to serve)."""
+
+
 @dataclass(frozen=True)
 class Version:
     name: str
@@ -139,7 +143,7 @@ class ModelRegistry:
             if not entry.get("promoted"):
                 latest = modelrepo.latest_version(self.repository / name)
                 if latest is None:
-                    raise UnknownModel(f"model {name!r} has no versions in {self.repository}")
+                    raise NoModelDeployed(f"model {name!r} has no versions in {self.repository}")
                 self.version(name, latest)
                 entry["promoted"] = latest
                 log.info("no promoted version of %s on record: promoting the latest, %d", name, latest)

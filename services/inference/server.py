@@ -8,7 +8,7 @@ from ferkit.logs import setup_logging
 from services.inference.config import Settings
 from services.inference.detection import FaceDetector
 from services.inference.jobs import TrainingJobs
-from services.inference.registry import ModelRegistry, UnknownModel
+from services.inference.registry import ModelRegistry, NoModelDeployed, UnknownModel
 from services.inference.service import InferenceServicer
 from services.inference.triton import ModelNotServing, TritonClient, TritonError, TritonUnavailable
 
@@ -45,7 +45,7 @@ async def start(servicer: InferenceServicer) -> None:
 async def _bootstrap(servicer: InferenceServicer) -> bool:
     try:
         version = await servicer.registry.bootstrap()
-    except (TritonUnavailable, ModelNotServing, TritonError, UnknownModel) as exc:
+    except (TritonUnavailable, ModelNotServing, TritonError, UnknownModel, NoModelDeployed) as exc:
         log.warning("the model is not serving yet: %s", exc)
         return False
     log.info("serving %s version %d", servicer.settings.model_name, version)

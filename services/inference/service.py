@@ -20,7 +20,7 @@ from services.inference.annotate import Mark, annotate
 from services.inference.config import Settings
 from services.inference.detection import Detection, FaceDetector
 from services.inference.jobs import JobRecord, TrainingJobs
-from services.inference.registry import ModelRegistry, UnknownModel, Version
+from services.inference.registry import ModelRegistry, NoModelDeployed, UnknownModel, Version
 from services.inference.triton import ModelNotServing, TritonClient, TritonError, TritonUnavailable
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         except TritonUnavailable as exc:
             log.warning("%s", exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the model server is unavailable; retry shortly")
+        except NoModelDeployed as exc:
+            log.error("%s", exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "no model is deployed yet; retry once one is")
         except ModelNotServing as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except TritonError as exc:

@@ -37,9 +37,10 @@ def test_export_writes_versions_atomically_and_upward(trained, tmp_path):
     local = (repo / "fer_test" / "configs" / "local.pbtxt").read_text()
     assert 'platform: "pytorch_libtorch"' in prod and "KIND_GPU" in prod and "dynamic_batching" in prod
     assert 'backend: "python"' in local and "KIND_CPU" in local and "max_queue_delay_microseconds: 2000" in local
+    assert "max_batch_size: 64" in prod and "max_batch_size: 32" in local
     for text in (prod, local):
         assert 'name: "input"' in text and 'name: "logits"' in text and "dims: [ 1, 48, 48 ]" in text
-        assert "dims: [ 7 ]" in text and "max_batch_size: 64" in text and 'name: "fer_test"' in text
+        assert "dims: [ 7 ]" in text and 'name: "fer_test"' in text
     assert (v1 / "model.py").read_text() == modelrepo.PYTHON_MODEL_SOURCE.read_text()
 
     # Anyone can score model.pt from metadata.json alone, and get what the checkpoint gives.
