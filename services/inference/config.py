@@ -1,3 +1,4 @@
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from ferkit.config import ServiceSettings
@@ -37,6 +38,10 @@ class Settings(ServiceSettings):
     annotated_max_side: int = 2048
     max_image_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000
+    # RabbitMQ (the platform's AMQP_URL): new versions announced by training jobs are loaded at once.
+    # Empty: no listener (load them with LoadModel).
+    amqp_url: str = Field(default="", validation_alias=AliasChoices("AMQP_URL", "INFERENCE_AMQP_URL"))
+    models_queue: str = "fer.inference.model-versions"
     # Training jobs: "local" (a subprocess chain) or "kubernetes" (batch/v1 Jobs, configured by the
     # INFERENCE_TRAINING_* variables the launcher reads). Local jobs read datasets under
     # training_data_dir and write their runs and logs under var/.

@@ -5,6 +5,7 @@ import logging
 from fer.v1 import inference_pb2, inference_pb2_grpc
 from ferkit.grpc_server import GrpcService, Registration, run_until_signalled
 from ferkit.logs import setup_logging
+from services.inference.announcements import VersionListener
 from services.inference.config import Settings
 from services.inference.detection import FaceDetector
 from services.inference.jobs import TrainingJobs
@@ -37,6 +38,11 @@ async def start(servicer: InferenceServicer) -> None:
     """Start the detector pool and load the promoted model. Triton being down is not fatal: the first
     request answers UNAVAILABLE and loads the model once Triton is back."""
     await servicer.detector.start()
+    settings = servicer.settings
+    if settings.amqp_url:
+        servicer.listener = VersionListener(settings.amqp_url, settings.models_queue, servicer.registry.load,
+                                            asyncio.get_running_loop(), load_timeout_s=settings.triton_load_timeout_s)
+        servicer.listener.start()
     if not await _bootstrap(servicer):
         # Triton may still be starting (make dev starts both at once): keep trying in the background.
         servicer.background = asyncio.create_task(_bootstrap_until_serving(servicer))
@@ -60,6 +66,8 @@ async def _bootstrap_until_serving(servicer: InferenceServicer, interval_s: floa
 
 
 async def stop(servicer: InferenceServicer) -> None:
+    if servicer.listener is not None:
+        await asyncio.to_thread(servicer.listener.stop)
     if servicer.background is not None:
         servicer.background.cancel()
     servicer.detector.close()

@@ -77,6 +77,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self.limits = images.ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
         self._recovery: asyncio.Task | None = None
         self.background: asyncio.Task | None = None
+        self.listener = None  # VersionListener, when RabbitMQ is configured
 
     # --- errors --------------------------------------------------------------------------------
 
