@@ -140,17 +140,33 @@ class FaceDetector:
         log.info("face detector ready: %s in %d processes", self.backend, self.workers)
 
     async def detect(self, rgb: np.ndarray) -> list[Detection]:
+        """Boxes in the coordinates of `rgb`. A large photo is scaled down here (in a thread) so only
+        the small copy is pickled to the worker."""
         if self._pool is None:
             await self.start()
+        height, width = rgb.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        small = rgb
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            small = await asyncio.to_thread(lambda: np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR)))
         loop = asyncio.get_running_loop()
         try:
-            _, faces = await loop.run_in_executor(self._pool, detect_in_worker, rgb, self.min_score, self.max_side)
+            _, faces = await loop.run_in_executor(self._pool, detect_in_worker, small, self.min_score, self.max_side)
         except BrokenProcessPool:
             # A worker died (OOM killer, a crash in native code): start a fresh pool and try once more.
             log.error("detector pool broke; restarting it")
             self._pool = self._new_pool()
-            _, faces = await loop.run_in_executor(self._pool, detect_in_worker, rgb, self.min_score, self.max_side)
-        return faces
+            _, faces = await loop.run_in_executor(self._pool, detect_in_worker, small, self.min_score, self.max_side)
+        if small is rgb:
+            return faces
+        sx, sy = width / small.shape[1], height / small.shape[0]
+        out = []
+        for face in faces:
+            box = _clip(face.x * sx, face.y * sy, face.width * sx, face.height * sy, width, height)
+            if box is not None:
+                out.append(Detection(*box, score=face.score))
+        return out
 
     def close(self) -> None:
         if self._pool is not None:
