@@ -3,7 +3,7 @@
 An upload is checked here first (header only: size, format, dimensions, frames), then the inference
 service decodes and classifies it, the reports service stores the result, and the auth service counts
 the analysis. Nothing is stored for a refused upload."""
-from datetime import datetime
+from datetime import datetime, timezone
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
@@ -57,7 +57,7 @@ class PredictionOut(BaseModel):
         classes = list(result.model.classes) or list(CLASSES)
         return cls(
             id=result.id,
-            created_at=result.created_at.ToDatetime(),
+            created_at=result.created_at.ToDatetime(timezone.utc),
             faces=[
                 FaceOut(
                     box=[f.box.x, f.box.y, f.box.width, f.box.height],

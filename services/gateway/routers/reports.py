@@ -1,5 +1,5 @@
 """PDF and JSON reports on a prediction: asked for, rendered in the background, downloaded when done."""
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Literal
 
 import grpc
@@ -46,8 +46,8 @@ class ReportOut(BaseModel):
             status=report.status,
             error=report.error or None,
             attempts=report.attempts,
-            created_at=report.created_at.ToDatetime(),
-            updated_at=report.updated_at.ToDatetime(),
+            created_at=report.created_at.ToDatetime(timezone.utc),
+            updated_at=report.updated_at.ToDatetime(timezone.utc),
             filename=report.filename if done else None,
             size_bytes=report.size_bytes if done else None,
             download_url=str(request.url_for("download_report", report_id=report.id).path) if done else None,

@@ -1,6 +1,6 @@
 """Training jobs (administrators): start one, follow it. A finished job's export is a new model
 version, which an administrator then loads or promotes under /models."""
-from datetime import datetime
+from datetime import datetime, timezone
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -45,8 +45,8 @@ class TrainingJobOut(BaseModel):
             message=job.message,
             model_version=job.model_version or None,
             requested_by=job.requested_by,
-            created_at=job.created_at.ToDatetime(),
-            finished_at=job.finished_at.ToDatetime() if job.HasField("finished_at") else None,
+            created_at=job.created_at.ToDatetime(timezone.utc),
+            finished_at=job.finished_at.ToDatetime(timezone.utc) if job.HasField("finished_at") else None,
         )
 
 
