@@ -2,6 +2,7 @@
 from dataclasses import dataclass, field
 
 import grpc
+from fastapi import HTTPException
 
 from fer.v1 import auth_pb2_grpc, inference_pb2_grpc, reports_pb2_grpc
 from ferkit.grpc_client import is_serving, open_channel
@@ -43,8 +44,6 @@ class Upstreams:
 
 def upstream(request, name: str):
     """The stub of one upstream ("auth", "inference", "reports"); 503 when this deployment has none."""
-    from fastapi import HTTPException
-
     stub = getattr(request.app.state.upstreams, name)
     if stub is None:
         raise HTTPException(status_code=503, detail=f"the {name} service is not part of this deployment")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from fer.v1 import auth_pb2, reports_pb2
 from services.gateway.schemas import StrictBody
 from services.gateway.security import current_user
+from services.gateway.upstreams import upstream
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -54,17 +55,10 @@ class ReportOut(BaseModel):
         )
 
 
-def _reports(request: Request):
-    stub = request.app.state.upstreams.reports
-    if stub is None:
-        raise HTTPException(status_code=503, detail="reports are not available in this deployment")
-    return stub
-
-
 @router.post("", status_code=202, response_model=ReportAccepted)
 async def request_report(body: ReportIn, request: Request, response: Response, user: auth_pb2.User = Depends(current_user)) -> ReportAccepted:
     """Asks for a report on one of the caller's predictions; 404 if the prediction is not theirs."""
-    report = await _reports(request).RequestReport(
+    report = await upstream(request, "reports").RequestReport(
         reports_pb2.RequestReportRequest(owner_id=user.id, result_id=body.prediction_id, format=body.format)
     )
     response.headers["Location"] = str(request.url_for("get_report", report_id=report.id).path)
@@ -73,7 +67,7 @@ async def request_report(body: ReportIn, request: Request, response: Response, u
 
 @router.get("/{report_id}", response_model=ReportOut)
 async def get_report(report_id: str, request: Request, user: auth_pb2.User = Depends(current_user)) -> ReportOut:
-    report = await _reports(request).GetReport(reports_pb2.GetReportRequest(owner_id=user.id, id=report_id))
+    report = await upstream(request, "reports").GetReport(reports_pb2.GetReportRequest(owner_id=user.id, id=report_id))
     return ReportOut.from_proto(report, request)
 
 
@@ -84,7 +78,7 @@ async def get_report(report_id: str, request: Request, user: auth_pb2.User = Dep
 )
 async def download_report(report_id: str, request: Request, user: auth_pb2.User = Depends(current_user)) -> Response:
     try:
-        file = await _reports(request).GetReportFile(reports_pb2.GetReportRequest(owner_id=user.id, id=report_id))
+        file = await upstream(request, "reports").GetReportFile(reports_pb2.GetReportRequest(owner_id=user.id, id=report_id))
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
             raise HTTPException(status_code=409, detail=exc.details()) from None
