@@ -232,7 +232,8 @@ class ModelMetadata:
         fd, tmp = tempfile.mkstemp(prefix=".metadata-", suffix=".json", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.to_dict(), fh, indent=2, sort_keys=False)
+                # default=str: recipe values such as YAML timestamps are stored as text.
+                json.dump(self.to_dict(), fh, indent=2, sort_keys=False, default=str)
                 fh.write("\n")
             os.replace(tmp, path)
         except BaseException:

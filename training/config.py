@@ -103,6 +103,8 @@ def _build(cls: type, data: dict[str, Any] | None, where: str) -> Any:
             kwargs[name] = _build(sub[name], value, name)
         elif isinstance(default, tuple):
             kwargs[name] = tuple(value)
+        elif isinstance(default, str) and not isinstance(value, str):
+            kwargs[name] = value.isoformat() if hasattr(value, "isoformat") else str(value)
         else:
             kwargs[name] = value
     return cls(**kwargs)
