@@ -64,6 +64,7 @@ def _new_signing_key() -> str:
 def platform(var: Path, ports: Ports) -> tuple[list[list[str]], list[Process], dict[str, str]]:
     """What `make dev` runs: setup commands (migrations), then long-running processes, and their shared env."""
     logs = var / "log"
+    logs.mkdir(parents=True, exist_ok=True)
     admin_password = _secret_file(var / "admin-password.txt", lambda: secrets.token_urlsafe(12) + "-A1")
     env = {
         "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}",

@@ -130,6 +130,8 @@ class LocalTriton:
         if self.work_dir is None:
             self.work_dir = Path(tempfile.mkdtemp(prefix="triton-"))
         backend_dir = build_backend_dir(Path(self.work_dir) / "backends")
+        if self.log_file:
+            Path(self.log_file).parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(
             self.command(backend_dir), env=self.environment(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
