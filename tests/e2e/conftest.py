@@ -61,7 +61,7 @@ def _log_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no output)"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def platform_url(tmp_path_factory) -> Iterator[str]:
     """`python -m scripts.dev` (what `make dev` runs) on free ports with its own state folder.
 
@@ -111,7 +111,9 @@ def platform_url(tmp_path_factory) -> Iterator[str]:
             process.wait()
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running in this thread while it is open,
+# which would stop the asyncio tests collected after this package from starting theirs.
+@pytest.fixture(scope="package")
 def browser():
     try:
         from playwright.sync_api import sync_playwright
