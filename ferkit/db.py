@@ -1,11 +1,35 @@
 """SQLAlchemy 2 async engines and Alembic migrations, the same way for every service that owns data."""
 import asyncio
+import uuid
+from datetime import datetime, timezone
 from pathlib import Path
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def as_utc(value: datetime) -> datetime:
+    # SQLite hands datetimes back without a zone; everything the services store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def to_timestamp(value: datetime) -> Timestamp:
+    """A stored datetime as a protobuf Timestamp."""
+    stamp = Timestamp()
+    stamp.FromDatetime(as_utc(value))
+    return stamp
 
 
 def make_engine(url: str) -> AsyncEngine:

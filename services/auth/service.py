@@ -1,18 +1,18 @@
 """The AuthService gRPC servicer: registration, logins, token rotation, accounts and usage counts."""
 import asyncio
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import grpc
 from email_validator import EmailNotValidError, validate_email
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from fer.v1 import auth_pb2, auth_pb2_grpc, common_pb2
+from ferkit.db import as_utc, new_id, to_timestamp, utcnow
 from services.auth.config import Settings
-from services.auth.models import FailedLogin, RefreshToken, User, new_id, utcnow
+from services.auth.models import FailedLogin, RefreshToken, User
 from services.auth.passwords import Hasher, weakness
 from services.auth.tokens import AccessTokenIssuer, hash_refresh_token, new_refresh_token
 
@@ -22,17 +22,6 @@ ROLES = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
 MAX_DISPLAY_NAME = 100
 
 
-def _timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(_as_utc(value))
-    return stamp
-
-
-def _as_utc(value: datetime) -> datetime:
-    # SQLite hands datetimes back without a zone; everything stored here is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
 def user_to_proto(user: User) -> auth_pb2.User:
     return auth_pb2.User(
         id=user.id,
@@ -40,8 +29,8 @@ def user_to_proto(user: User) -> auth_pb2.User:
         display_name=user.display_name,
         role=ROLES.get(user.role, auth_pb2.ROLE_USER),
         computations=user.computations,
-        created_at=_timestamp(user.created_at),
-        updated_at=_timestamp(user.updated_at),
+        created_at=to_timestamp(user.created_at),
+        updated_at=to_timestamp(user.updated_at),
     )
 
 
@@ -226,7 +215,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         token_hash = hash_refresh_token(request.refresh_token)
         async with self.sessions() as session:
             stored = await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
-            if stored is None or stored.revoked_at is not None or _as_utc(stored.expires_at) <= utcnow():
+            if stored is None or stored.revoked_at is not None or as_utc(stored.expires_at) <= utcnow():
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "refresh token is invalid, expired or revoked")
             # Mark used in one conditional UPDATE so two concurrent refreshes cannot both win.
             claimed = await session.execute(

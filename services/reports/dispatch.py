@@ -18,11 +18,12 @@ from pika.exceptions import AMQPError
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from ferkit.db import utcnow
 from services.reports.amqp import Publisher
 from services.reports.config import Settings
 from services.reports.jobs import ACTIVE, Outcome, ReportJobs
 from services.reports.metrics import QUEUE_DEPTH
-from services.reports.models import Report, utcnow
+from services.reports.models import Report
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import undefer
 
+from ferkit.db import as_utc, utcnow
+
 from services.reports.config import Settings
 from services.reports.metrics import JOBS, RENDER_SECONDS
-from services.reports.models import Report, Result, as_utc, utcnow
+from services.reports.models import Report, Result
 from services.reports.render_json import build_document, render_json
 from services.reports.render_pdf import render_pdf
 

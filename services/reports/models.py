@@ -1,25 +1,13 @@
 """The reports service's tables: the results history and the report requests."""
-import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ferkit.db import new_id, utcnow
+
 STATUSES = ("queued", "running", "done", "failed")
 FORMATS = ("pdf", "json")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def as_utc(value: datetime) -> datetime:
-    # SQLite hands datetimes back without a zone; everything stored here is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 class Base(DeclarativeBase):

@@ -9,7 +9,8 @@ import json
 from collections import Counter
 from datetime import datetime
 
-from services.reports.models import Report, Result, as_utc
+from ferkit.db import as_utc
+from services.reports.models import Report, Result
 
 SCHEMA = "fer-platform.report"
 SCHEMA_VERSION = 1

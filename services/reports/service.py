@@ -5,33 +5,27 @@ import logging
 from datetime import datetime
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import undefer
 
 from fer.v1 import common_pb2, reports_pb2, reports_pb2_grpc
+from ferkit.db import as_utc, to_timestamp
 from ferkit.vision import CLASSES
 from services.reports.config import Settings
 from services.reports.metrics import JOBS
-from services.reports.models import FORMATS, Report, Result, as_utc
+from services.reports.models import FORMATS, Report, Result
 
 log = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(as_utc(value))
-    return stamp
-
-
 def result_to_proto(row: Result) -> reports_pb2.Result:
     return reports_pb2.Result(
         id=row.id,
         owner_id=row.owner_id,
-        created_at=_timestamp(row.created_at),
+        created_at=to_timestamp(row.created_at),
         model=common_pb2.ModelRef(name=row.model_name, version=row.model_version, classes=row.model_classes),
         faces=[
             common_pb2.FacePrediction(
@@ -61,8 +55,8 @@ def report_to_proto(row: Report) -> reports_pb2.Report:
         status=row.status,
         error=row.error,
         attempts=row.attempts,
-        created_at=_timestamp(row.created_at),
-        updated_at=_timestamp(row.updated_at),
+        created_at=to_timestamp(row.created_at),
+        updated_at=to_timestamp(row.updated_at),
         filename=row.filename,
         content_type=row.content_type,
         size_bytes=row.size_bytes,
