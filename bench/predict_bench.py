@@ -28,6 +28,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from scripts.dev import Ports
+
 ROOT = Path(__file__).resolve().parents[1]
 API = "/api/v1"
 
@@ -37,21 +39,6 @@ def photos_in(folder: Path) -> list[tuple[str, bytes]]:
     if not files:
         raise SystemExit(f"no photos (*.jpg, *.png) under {folder}")
     return [(p.name, p.read_bytes()) for p in files]
-
-
-def free_port_block(size: int = 12, start: int = 20000) -> int:
-    """The first base port with `size` free ports after it (another copy of the platform may be running)."""
-    import socket
-
-    for base in range(start, 60000, size):
-        try:
-            for port in range(base, base + size):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise SystemExit("no block of free ports found")
 
 
 def start_platform(port_base: int, var: Path, repository: Path | None) -> subprocess.Popen:
@@ -198,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             repository = var / "models"
             repository.mkdir()
             export_random_resnet18(repository, seed=0)
-        base = args.port_base or free_port_block()
+        base = args.port_base or Ports.free_base()
         proc = start_platform(base, var, repository)
         url = f"http://127.0.0.1:{base}"
     print(f"{len(photos)} photos from {args.photos}; {args.requests} uploads per level; {url}", file=sys.stderr)

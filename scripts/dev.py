@@ -6,8 +6,10 @@ Embedded defaults: SQLite files and logs under var/, the bundled Triton, an in-p
 """
 import argparse
 import os
+import random
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,6 +37,26 @@ class Ports:
     @classmethod
     def from_base(cls, base: int) -> "Ports":
         return cls(*range(base, base + len(cls.__dataclass_fields__)))
+
+    @classmethod
+    def free_base(cls) -> int:
+        """A --port-base whose whole block is free now, so a copy can run beside `make dev` on 8080."""
+        count = len(cls.__dataclass_fields__)
+        for _ in range(200):
+            base = random.randrange(20_000, 60_000)
+            sockets = []
+            try:
+                for port in range(base, base + count):
+                    sock = socket.socket()
+                    sockets.append(sock)
+                    sock.bind(("127.0.0.1", port))
+                return base
+            except OSError:
+                continue
+            finally:
+                for sock in sockets:
+                    sock.close()
+        raise RuntimeError("no free block of local ports for the platform")
 
 
 @dataclass

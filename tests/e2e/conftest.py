@@ -3,9 +3,7 @@
 Install what they need with scripts/install-browser.sh. Screenshots go to test-artifacts/e2e/.
 """
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from scripts.dev import Ports
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
@@ -29,32 +29,12 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PORT_COUNT = 11  # scripts/dev.py's Ports: the gateway and ten more after it
 # Below pytest-timeout's 300 s, so a platform that never gets ready fails with its log, not a bare timeout.
 READY_TIMEOUT_S = float(os.environ.get("E2E_READY_TIMEOUT_S", "180"))
 # pytest re-runs a failed session fixture for every test; one failed start is enough.
 _start_failure: list[str] = []
 PASSWORD = "Correct-horse-9"
 TIMEZONE = "Asia/Kolkata"
-
-
-def _free_port_base() -> int:
-    """A base with PORT_COUNT consecutive free ports, so this copy runs beside a `make dev` on 8080."""
-    for _ in range(200):
-        base = random.randrange(20_000, 60_000)
-        sockets = []
-        try:
-            for port in range(base, base + PORT_COUNT):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError("no free range of local ports for the platform")
 
 
 def _log_tail(path: Path, lines: int = 40) -> str:
@@ -73,7 +53,7 @@ def platform_url(tmp_path_factory) -> Iterator[str]:
     if _start_failure:
         pytest.fail(_start_failure[0], pytrace=False)
     var = tmp_path_factory.mktemp("platform")
-    base = _free_port_base()
+    base = Ports.free_base()
     log_path = var / "dev.out"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}", "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as log:

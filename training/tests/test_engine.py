@@ -1,6 +1,5 @@
 import csv
 import os
-import socket
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ from training.engine import lr_factor, plan_epochs, train
 from training.models import ARCHITECTURES, build_model
 from training.tests.conftest import small_config
 from ferkit.vision import InputSpec
+from tests.fixtures.databases import free_port
 
 
 def _history(out):
@@ -45,14 +45,8 @@ def test_resume_continues_where_it_stopped(fer_csv, tmp_path):
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_with_one_cpu_process(fer_csv, tmp_path, monkeypatch):
-    for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0", "WORLD_SIZE": "1",
+    for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0", "WORLD_SIZE": "1",
                  "LOCAL_RANK": "0"}.items():
         monkeypatch.setenv(k, v)
     cfg = small_config(fer_csv, tmp_path, epochs=1, max_steps_per_epoch=2)
