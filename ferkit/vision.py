@@ -160,9 +160,9 @@ def normalise(faces: np.ndarray, spec: InputSpec = InputSpec()) -> np.ndarray:
     return ((x - mean) / std).astype(np.float32, copy=False)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, stable for large logits."""
-    z = np.asarray(logits, dtype=np.float64)
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of logits / temperature, stable for large logits."""
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
@@ -188,6 +188,12 @@ class ModelMetadata:
     framework: str = "torchscript"
     input_name: str = "input"
     output_name: str = "logits"
+    # Test-time augmentation built into model.pt ("none" | "flip": logits averaged with the mirrored face's).
+    tta: str = "none"
+    # Scores are softmax(logits / temperature); the temperature is fitted on the validation split.
+    temperature: float = 1.0
+    # A face whose top score is below this is answered with "uncertain": true (its label stays).
+    uncertain_below: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = METADATA_SCHEMA_VERSION
 
@@ -200,6 +206,18 @@ class ModelMetadata:
         if int(self.version) < 1:
             raise ValueError(f"version must be >= 1, got {self.version}")
         self.version = int(self.version)
+        if not float(self.temperature) > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        self.temperature = float(self.temperature)
+        self.uncertain_below = float(self.uncertain_below)
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities of model.pt's output, as every caller should serve them."""
+        return softmax(logits, self.temperature)
+
+    def is_uncertain(self, scores: np.ndarray) -> np.ndarray:
+        """Per row: is the top score below the version's threshold?"""
+        return np.asarray(scores).max(axis=-1) < self.uncertain_below
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

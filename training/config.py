@@ -74,7 +74,11 @@ class TrainConfig:
     label_smoothing: float = 0.1
     class_balance: str = "none"  # none | weights | sampler
     ema_decay: float = 0.0  # 0 disables the weight EMA
-    amp: bool = True  # only takes effect on CUDA
+    amp: bool = True  # CUDA mixed precision (fp16 with a GradScaler); only takes effect on CUDA
+    # CPU speed-ups, None = on where the processor has native bf16 (AVX-512 BF16 / AMX): bf16 autocast
+    # (fp32 master weights, no scaler needed) and channels_last tensors. `make bench-training` measures them.
+    cpu_bf16: bool | None = None
+    channels_last: bool | None = None
     seed: int = 0
     num_threads: int = 0  # 0 = leave torch's default
     device: str = "auto"

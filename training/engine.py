@@ -57,6 +57,14 @@ def seed_everything(seed: int) -> torch.Generator:
     return g
 
 
+def cpu_has_bf16() -> bool:
+    """Native bf16 matmuls on this CPU (AVX-512 BF16 or AMX): autocast to bf16 then pays."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -201,6 +209,12 @@ class Trainer:
 
         self.model = build_model(cfg.model.arch, self.num_classes, cfg.model.stem, cfg.model.dropout,
                                  cfg.model.landmarks).to(self.device)
+        on_cpu = self.device.type == "cpu"
+        native_bf16 = on_cpu and cpu_has_bf16()
+        self.use_bf16 = on_cpu and (native_bf16 if cfg.cpu_bf16 is None else cfg.cpu_bf16)
+        self.channels_last = native_bf16 if cfg.channels_last is None else cfg.channels_last
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.ddp = None
         if self.dist.world > 1:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
@@ -314,6 +328,11 @@ class Trainer:
             x, t = mix_batch(x, t, self.cfg.augment, self.gen)
         return x, t, lm
 
+    def autocast(self):
+        if self.use_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, enabled=self.use_amp)
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), targets, weight=self.loss_weights,
                                label_smoothing=self.cfg.label_smoothing)
@@ -321,7 +340,9 @@ class Trainer:
     def step(self, x: torch.Tensor, t: torch.Tensor, lm: torch.Tensor | None) -> tuple[float, torch.Tensor]:
         net = self.ddp or self.model
         net.train()
-        with torch.autocast(self.device.type, enabled=self.use_amp):
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.autocast():
             if lm is not None and isinstance(self.model, LandmarkNet):
                 self.model.emit_landmarks = True
                 try:
@@ -376,8 +397,9 @@ class Trainer:
                 "images_per_s": seen / max(epoch_s, 1e-9)}
 
     def validate(self) -> tuple[float, float]:
-        logits = predict_logits(self.eval_model(), self.val_x, self.spec, self.cfg.eval_batch_size,
-                                device=self.device)
+        with self.autocast():
+            logits = predict_logits(self.eval_model(), self.val_x, self.spec, self.cfg.eval_batch_size,
+                                    device=self.device).float()
         y = self.val_y
         loss = float(F.cross_entropy(logits, y))
         acc = float((logits.argmax(1) == y).float().mean())
@@ -407,9 +429,9 @@ class Trainer:
             save_config(cfg, self.out / "config.yaml")
             if self.epoch == 0 and hist_path.exists():
                 hist_path.unlink()
-        log.info("training %s on %d images (%d steps/epoch x %d epochs), validating on %d, device %s, world %d",
-                 self.arch_name, len(self.train_x), self.steps_per_epoch, cfg.epochs, len(self.val_x),
-                 self.device, self.dist.world)
+        log.info("training %s on %d images (%d steps/epoch x %d epochs), validating on %d, device %s, world %d, "
+                 "bf16 %s, channels_last %s", self.arch_name, len(self.train_x), self.steps_per_epoch, cfg.epochs,
+                 len(self.val_x), self.device, self.dist.world, self.use_bf16, self.channels_last)
         first_epoch = self.epoch
         while self.epoch < self.planned_epochs:
             if stop_after is not None and self.epoch - first_epoch >= stop_after:
