@@ -63,13 +63,14 @@ bench-predict: proto ## POST /predictions end to end on ../shared/data/photos at
 	$(PY) -m bench.predict_bench --json var/bench/predict.json
 
 FER2013 ?= ../shared/data/fer2013/fer2013.csv.gz
-MODEL   ?= models/fer_resnet18/1
+MODEL   ?= models/fer_resnet18/2
 .PHONY: train-cpu bench-training test-training
 
 train-cpu: $(VENV)/.installed ## train ResNet18 on FER2013 on the CPU (runs/fer_resnet18_cpu/)
 	$(PY) -m training train training/configs/fer2013_resnet18_cpu.yaml --set data.path=$(FER2013)
 
-bench-training: $(VENV)/.installed ## model accuracy/throughput with and without TTA, and the input-pipeline overhead
+bench-training: $(VENV)/.installed ## training images/s fp32 vs channels_last vs +bf16, model accuracy/throughput with and without TTA, input-pipeline overhead
+	$(PY) -m training bench-speed --set data.path=$(FER2013) --json var/bench/training_speed.json
 	$(PY) -m training bench-eval $(MODEL) --data $(FER2013)
 	$(PY) -m training bench-pipeline --set data.path=$(FER2013) --steps 30
 
@@ -78,3 +79,11 @@ test-training: $(VENV)/.installed ## the training package's tests (synthetic dat
 
 clean:
 	rm -rf gen var .pytest_cache
+
+EVAL_LABELS ?= ../shared/data/jaffe/labels.csv
+EVAL_URL    ?= http://127.0.0.1:8080
+EVAL_MODE   ?= detect
+.PHONY: eval-photos
+
+eval-photos: $(VENV)/.installed ## labelled photos through the RUNNING platform (make dev): accuracy, per-class recall (EVAL_LABELS, EVAL_URL, EVAL_MODE)
+	$(PY) -m bench.labelled_photos --labels $(EVAL_LABELS) --url $(EVAL_URL) --mode $(EVAL_MODE) --json var/bench/labelled_photos.json

@@ -53,6 +53,7 @@ async def test_upload_a_photo_get_faces_history_and_annotated_image(predictions_
     assert face["label"] in CLASSES and set(face["scores"]) == set(CLASSES)
     assert abs(sum(face["scores"].values()) - 1) < 1e-3
     assert face["label"] == max(face["scores"], key=face["scores"].get)
+    assert face["uncertain"] is False  # the test versions set no threshold
     assert body["model"]["name"] == MODEL_NAME and body["model"]["version"] >= 1
     assert body["notes"] == "first try" and body["filename"] == "astronaut.jpg"
     assert (body["image_width"], body["image_height"]) == (512, 512)
@@ -111,6 +112,39 @@ async def test_photo_without_a_face_is_created_with_an_empty_list(predictions_ga
     assert created.status_code == 201, created.text
     assert created.json()["faces"] == [] and "no face" in created.json()["message"]
     assert await state(client, user["headers"]) == (1, 1)
+
+
+async def test_face_crops_and_mode_face_are_one_face_and_faces_say_if_uncertain(predictions_gateway):
+    """A FER2013-style 48x48 crop is one face whose box is the whole image (with mode=face, and by the
+    small-image rule without it); mode=face takes a whole photo as one face; every face carries
+    `uncertain` (false here: the test versions have no threshold), in the history too; an unknown mode
+    is a 422 with nothing stored or counted."""
+    client = predictions_gateway
+    user = await register_and_login(client)
+    crop = encode(ASTRONAUT.crop((160, 40, 290, 190)).convert("L").resize((48, 48)), "PNG")
+    ids = []
+    for form in ({"mode": "face"}, None, {"mode": "detect"}):
+        reply = await client.post(f"{API}/predictions", headers=user["headers"], files={"file": ("face.png", crop, "image/png")}, data=form)
+        assert reply.status_code == 201, (form, reply.text)
+        body = reply.json()
+        assert len(body["faces"]) == 1, (form, body)
+        face = body["faces"][0]
+        assert face["box"] == [0, 0, 48, 48] and face["detection_score"] == 0
+        assert face["uncertain"] is False and face["label"] == max(face["scores"], key=face["scores"].get)
+        assert "one face" in body["message"]
+        ids.append(body["id"])
+
+    photo = await client.post(f"{API}/predictions", headers=user["headers"], files={"file": ("a.png", encode(ASTRONAUT, "PNG"), "image/png")},
+                              data={"mode": "face"})
+    assert photo.status_code == 201, photo.text
+    assert [f["box"] for f in photo.json()["faces"]] == [[0, 0, 512, 512]]
+    stored = (await client.get(f"{API}/predictions/{ids[0]}", headers=user["headers"])).json()
+    assert stored["faces"][0]["uncertain"] is False and stored["faces"][0]["box"] == [0, 0, 48, 48]
+
+    unknown = await client.post(f"{API}/predictions", headers=user["headers"], files={"file": ("face.png", crop, "image/png")},
+                                data={"mode": "faces"})
+    assert unknown.status_code == 422 and "mode" in str(unknown.json()["detail"])
+    assert await state(client, user["headers"]) == (4, 4)
 
 
 def bad_uploads() -> dict[str, tuple[bytes, int, str]]:

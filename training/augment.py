@@ -66,7 +66,11 @@ class BatchAugment:
         theta = torch.stack([torch.stack([a, b, tx], 1), torch.stack([d, e, ty], 1)], 1)
         return theta
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, landmarks: torch.Tensor | None = None,
+                 flip_perm: torch.Tensor | None = None):
+        """With landmarks ((B, K, 2) x, y in [-1, 1]) returns (images, landmarks), the points moved by the
+        same crop, flip and rotation; `flip_perm` (the scheme's LandmarkScheme.flip) relabels left and
+        right points of mirrored faces."""
         c = self.cfg
         x = images.float()
         if x.dim() == 3:
@@ -76,6 +80,8 @@ class BatchAugment:
         theta = self.affine(n, dev)
         grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        if landmarks is not None:
+            landmarks = move_landmarks(theta, landmarks, flip_perm)
         if c.brightness > 0 or c.contrast > 0:
             bright = self._uniform(n, -c.brightness, c.brightness, dev).view(n, 1, 1, 1) * 255.0
             contrast = self._uniform(n, 1 - c.contrast, 1 + c.contrast, dev).view(n, 1, 1, 1)
@@ -84,7 +90,7 @@ class BatchAugment:
         x = normalise_batch(x, self.spec)
         if c.erasing_p > 0:
             x = self.erase(x)
-        return x
+        return x if landmarks is None else (x, landmarks)
 
     def erase(self, x: torch.Tensor) -> torch.Tensor:
         """Random erasing: a rectangle per chosen image set to 0 (the normalised mean grey)."""
@@ -106,6 +112,21 @@ class BatchAugment:
         )
         mask = (box & chosen.view(n, 1, 1)).unsqueeze(1)
         return x.masked_fill(mask, 0.0)
+
+
+def move_landmarks(theta: torch.Tensor, points: torch.Tensor, flip_perm: torch.Tensor | None) -> torch.Tensor:
+    """(B, K, 2) points in [-1, 1] input coordinates -> where they land in the warped output."""
+    a, t = theta[:, :, :2], theta[:, :, 2]
+    # theta maps output to input coordinates, so the points move by its inverse.
+    out = (points.float() - t.unsqueeze(1)) @ torch.linalg.inv(a).transpose(1, 2)
+    mirrored = torch.linalg.det(a) < 0  # rotation and shear keep the sign; only the flip turns it
+    if mirrored.any():
+        if flip_perm is None:
+            raise ValueError("flipped faces need the landmark scheme's flip permutation")
+        # The mirrored left eye sits where the right eye was: swap the labels back.
+        out = torch.where(mirrored.view(-1, 1, 1), out[:, flip_perm.to(out.device)], out)
+    # The landmark head ends in tanh; data.py clips the targets into [-1, 1] alike.
+    return out.clamp(-1.0, 1.0)
 
 
 def mix_batch(

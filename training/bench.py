@@ -1,8 +1,10 @@
-"""Benchmarks (commands, not tests): evaluation speed/accuracy of a model version, and the
-training input pipeline's overhead over pure forward/backward time."""
+"""Benchmarks (commands, not tests): evaluation speed/accuracy of a model version, training
+throughput with and without the CPU speed-ups, and the training input pipeline's overhead over pure
+forward/backward time."""
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -31,6 +33,51 @@ def bench_eval(loaded: LoadedModel, data: FaceData, tta_modes=("none", "flip", "
             reps += 1
     results["raw_forward_images_per_s"] = reps * batch_size / (time.perf_counter() - start)
     return results
+
+
+# name -> (channels_last, bf16 autocast, torch.compile); the first is today's fp32 trainer, the baseline.
+SPEED_VARIANTS = {
+    "fp32": (False, False, False),
+    "channels_last": (True, False, False),
+    "channels_last+bf16": (True, True, False),
+    "channels_last+bf16+compile": (True, True, True),
+}
+
+
+def bench_training_speed(cfg: TrainConfig, variants=("fp32", "channels_last", "channels_last+bf16"),
+                         steps: int = 20, rounds: int = 3, warmup: int = 3, splits=None,
+                         cache_dir: str | None = None) -> dict[str, Any]:
+    """Training images/s of one recipe under each variant, on the same prepared batches. Rounds
+    interleave the variants, so load from other processes hits all alike; the median round counts."""
+    from training.data import load_splits
+
+    splits = splits or load_splits(cfg.data, cache_dir=cache_dir)
+    trainers, batches = {}, None
+    for name in variants:
+        channels_last, bf16, compiled = SPEED_VARIANTS[name]
+        c = copy.deepcopy(cfg)
+        c.channels_last, c.cpu_bf16, c.max_steps_per_epoch = channels_last, bf16, steps
+        trainer = Trainer(c, splits=splits, progress=False)
+        if compiled:
+            trainer.model = torch.compile(trainer.model)
+        if batches is None:  # one set of augmented batches for every variant
+            batches = [trainer.make_batch(idx) for idx in trainer.batches()]
+        for batch in batches[:warmup]:
+            trainer.step(*batch)  # first steps pay for allocation (and compilation)
+        trainers[name] = trainer
+    per_round: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, trainer in trainers.items():
+            start = time.perf_counter()
+            for batch in batches:
+                trainer.step(*batch)
+            per_round[name].append(sum(len(b[0]) for b in batches) / (time.perf_counter() - start))
+    results = {name: sorted(v)[len(v) // 2] for name, v in per_round.items()}
+    base = results[variants[0]]
+    return {"images_per_s": results, "speedup": {k: v / base for k, v in results.items()},
+            "baseline": variants[0], "steps": len(batches), "rounds": rounds, "batch_size": cfg.batch_size,
+            "threads": torch.get_num_threads(), "architecture": trainers[variants[0]].arch_name,
+            "bf16_native": trainers[variants[-1]].use_bf16}
 
 
 def bench_pipeline(cfg: TrainConfig, steps: int = 40, warmup: int = 3, splits=None,

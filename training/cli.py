@@ -7,6 +7,7 @@
   submit          Kaggle submission (id,label) for a pixels-only test.csv
   data-info       load a dataset as a recipe would and print its splits and class counts
   bench-eval      accuracy, macro-F1 and images/s of a model version, with and without TTA
+  bench-speed     training images/s for fp32, channels_last and channels_last+bf16 side by side
   bench-pipeline  training input-pipeline overhead over pure forward/backward time
 """
 
@@ -41,15 +42,27 @@ def _setup_logging(log_file: str | None = None) -> None:
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
-def _fer_split(path: str, split: str, cache_dir: str | None):
-    from training.data import load_fer2013_cached
+# Recipe keys that decide how a dataset is split: evaluation then holds out what training held out.
+_SPLIT_KEYS = ("train_split", "val_split", "test_split", "val_fraction", "test_fraction", "keep_contempt")
 
-    data = load_fer2013_cached(path, cache_dir)
-    if data.split is None:
-        return data
-    if split not in set(data.split.tolist()):
-        raise SystemExit(f"{path}: no rows with Usage {split!r}")
-    return data.subset(data.split == split)
+
+def _data_splits(path: str, cache_dir: str | None, fmt: str = "fer2013_csv", extra_path: str = "",
+                 recipe: dict | None = None) -> dict:
+    """The named splits of a dataset (FER2013 Usage values, else train/val/test drawn as training
+    draws them, with the split settings of the model's recipe)."""
+    from training.config import DataConfig
+    from training.data import named_splits
+
+    data = (recipe or {}).get("data") or {}
+    cfg = DataConfig(format=fmt, path=path, extra_path=extra_path, **{k: data[k] for k in _SPLIT_KEYS if k in data})
+    return named_splits(cfg, cache_dir)
+
+
+def _fer_split(path: str, split: str, cache_dir: str | None):
+    """One split of a FER2013 CSV by name; an error naming the splits it has when it has no such one."""
+    from training.data import pick_split
+
+    return pick_split(_data_splits(path, cache_dir), split)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -68,36 +81,44 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.data import pick_split
     from training.evaluate import evaluate, load_model, markdown_report, save_confusion
 
     loaded = load_model(args.model)
+    splits = _data_splits(args.data, args.cache_dir, args.format, args.extra_path, loaded.recipe)
+    if not args.splits:  # the held-out test split: FER2013's PrivateTest, else the drawn "test"
+        test_name = ((loaded.recipe.get("data") or {}).get("test_split")) or "PrivateTest"
+        args.splits = [test_name if test_name in splits else "test"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict] = {}
     for split in args.splits:
-        data = _fer_split(args.data, split, args.cache_dir)
+        data = pick_split(splits, split)
         for mode in args.tta:
             label = split if mode == "none" else f"{split} + {mode} TTA"
             m = evaluate(loaded, data, tta=mode, progress=True)
             results[label] = m
             recall = "  ".join(f"{c} {100 * v['recall']:.1f}" for c, v in m["per_class"].items())
+            nme = f"  landmark NME {100 * m['landmark_nme']:.2f}%" if "landmark_nme" in m else ""
             print(f"{label:28s} accuracy {100 * m['accuracy']:.2f}%  macro-F1 {100 * m['macro_f1']:.2f}%  "
-                  f"{m['images_per_s']:.0f} img/s\n    recall: {recall}")
+                  f"{m['images_per_s']:.0f} img/s{nme}\n    recall: {recall}")
     for split in args.also:
         if split in args.splits:
             continue
-        m = evaluate(loaded, _fer_split(args.data, split, args.cache_dir), progress=True)
+        m = evaluate(loaded, pick_split(splits, split), progress=True)
         results[split] = m
         print(f"{split:28s} accuracy {100 * m['accuracy']:.2f}%  macro-F1 {100 * m['macro_f1']:.2f}%")
+    name, version = args.name or loaded.name, args.version or loaded.version
+    title = f"{name} v{version}" if version else name  # e.g. "fer_resnet18 v2", not "best.pt"
     first_label, first = next(iter(results.items()))
     save_confusion(first, out / "confusion_matrix.png", out / "confusion_matrix.json",
-                   title=f"{Path(args.model).name}: {first_label}, accuracy {100 * first['accuracy']:.2f}%")
+                   title=f"{title} — {first_label}, accuracy {100 * first['accuracy']:.2f}%")
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     extra = {"model": loaded.source, "data": args.data}
     if loaded.metadata is not None:
         extra["architecture"] = loaded.metadata.architecture
     extra.update(dict(kv.split("=", 1) for kv in args.note))
-    (out / "report.md").write_text(markdown_report(args.name or Path(args.model).name, results, extra, IMPROVEMENTS))
+    (out / "report.md").write_text(markdown_report(title, results, extra, IMPROVEMENTS))
     print(f"wrote {out / 'metrics.json'}, {out / 'confusion_matrix.png'}, {out / 'report.md'}")
     return 0
 
@@ -106,8 +127,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     from training.export import export_version
 
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
+    calibration = None
+    if args.calibrate_on:
+        from training.calibrate import calibration_report
+        from training.evaluate import load_model
+
+        loaded = load_model(args.checkpoint)
+        val = _fer_split(args.data, args.calibrate_on, args.cache_dir)
+        test = _fer_split(args.data, args.report_on, args.cache_dir)
+        calibration = calibration_report(loaded.logits(val.images, tta=args.tta), val.labels,
+                                         loaded.logits(test.images, tta=args.tta), test.labels, args.uncertain_below)
+        calibration.update(fitted_on=args.calibrate_on, reported_on=args.report_on)
+        print(f"temperature {calibration['temperature']:.3f} (fitted on {args.calibrate_on}); {args.report_on} "
+              f"ECE {100 * calibration['ece_before']:.2f}% -> {100 * calibration['ece_after']:.2f}%; "
+              f"{100 * calibration['uncertain_share']:.1f}% of faces below {args.uncertain_below} are flagged uncertain")
     path = export_version(args.checkpoint, args.repo, args.name, metrics=metrics, attachments=args.attach,
-                          version=args.version)
+                          version=args.version, tta=args.tta, calibration=calibration)
     print(path)
     return 0
 
@@ -181,6 +216,25 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_speed(args: argparse.Namespace) -> int:
+    from training.bench import bench_training_speed, format_table
+    from training.config import load_config
+
+    cfg = load_config(args.config, args.set)
+    cfg.out_dir = args.out
+    variants = ("fp32", "channels_last", "channels_last+bf16") + (("channels_last+bf16+compile",) if args.compile else ())
+    res = bench_training_speed(cfg, variants, steps=args.steps, rounds=args.rounds, cache_dir=args.cache_dir)
+    rows = [("variant", "images/s", f"x {res['baseline']}")]
+    rows += [(name, f"{ips:.0f}", f"{res['speedup'][name]:.2f}x") for name, ips in res["images_per_s"].items()]
+    print(f"training throughput, {res['architecture']}, batch {res['batch_size']}, {res['threads']} threads, "
+          f"median of {res['rounds']} rounds of {res['steps']} steps (native bf16: {res['bf16_native']})")
+    print(format_table(rows))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=2))
+    return 0
+
+
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     from training.bench import bench_pipeline
     from training.config import load_config
@@ -220,15 +274,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="metrics, confusion matrix and report on FER2013 splits")
+    e = sub.add_parser("evaluate", help="metrics, confusion matrix and report on a dataset's held-out splits")
     e.add_argument("model", help="checkpoint (.pt), version dir (models/x/1) or model dir (latest version)")
     data_args(e)
-    e.add_argument("--splits", nargs="+", default=["PrivateTest"], help="Usage values to evaluate on")
+    e.add_argument("--format", default="fer2013_csv", help="layout of --data, any data.format of a recipe "
+                   "(docs/training.md): its held-out test split is drawn as training drew it")
+    e.add_argument("--extra-path", default="", help="second path of the format (FER+ votes, AffectNet images, ...)")
+    e.add_argument("--splits", nargs="+", help="splits to evaluate on: FER2013 Usage values, else train/val/test "
+                   "as training drew them (default: the held-out test split, PrivateTest on FER2013)")
     e.add_argument("--tta", nargs="+", default=["none"], choices=["none", "flip", "tencrop"],
                    help="test-time augmentation modes, each evaluated on every --splits split")
     e.add_argument("--also", nargs="*", default=[], help="further splits, evaluated without TTA (e.g. PublicTest)")
     e.add_argument("--out", required=True, help="folder for metrics.json, confusion_matrix.*, report.md")
-    e.add_argument("--name", help="model name in the report")
+    e.add_argument("--name", help="model name in the report (default: the model's own)")
+    e.add_argument("--version", type=int,
+                   help="version shown in the report (default: the model's; a checkpoint has none)")
     e.add_argument("--note", action="append", default=[], metavar="KEY=VALUE", help="extra line in the report")
     e.set_defaults(func=cmd_evaluate)
 
@@ -239,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--version", type=int, help="version number (default: next free)")
     x.add_argument("--metrics", help="metrics.json from `evaluate` to store in metadata.json")
     x.add_argument("--attach", nargs="*", default=[], help="files copied into the version (report, PNGs)")
+    x.add_argument("--tta", default="none", choices=["none", "flip"], help="test-time augmentation built into model.pt")
+    x.add_argument("--calibrate-on", metavar="SPLIT", help="fit the score temperature on this split (PublicTest)")
+    x.add_argument("--report-on", default="PrivateTest", metavar="SPLIT", help="split the calibration error is reported on")
+    x.add_argument("--uncertain-below", type=float, default=0.5,
+                   help="faces whose calibrated top score is below this are flagged uncertain")
+    data_args(x)
     x.set_defaults(func=cmd_export)
 
     r = sub.add_parser("predict", help="expression of each image file (face crops), as JSON")
@@ -273,6 +339,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", help="also write the results here")
     b.set_defaults(func=cmd_bench_eval)
 
+    v = sub.add_parser("bench-speed", help="training images/s: fp32, channels_last, channels_last+bf16 side by side")
+    v.add_argument("config", nargs="?", default="training/configs/fer2013_resnet18_cpu.yaml")
+    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    v.add_argument("--steps", type=int, default=20, help="training steps per variant and round")
+    v.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median counts")
+    v.add_argument("--compile", action="store_true", help="also time torch.compile on top of channels_last+bf16")
+    v.add_argument("--cache-dir", default="runs/cache")
+    v.add_argument("--out", default="runs/bench-speed")
+    v.add_argument("--json", help="also write the results here")
+    v.set_defaults(func=cmd_bench_speed)
+
     q = sub.add_parser("bench-pipeline", help="input-pipeline overhead over pure forward/backward time")
     q.add_argument("config", nargs="?", default="training/configs/fer2013_resnet18_cpu.yaml")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -284,8 +361,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean bad input (data, paths, recipes, models), not a bug: one line, not a traceback.
+    (DataError and the image loaders' errors are ValueErrors.)"""
+    import pickle
+
+    import yaml
+
+    errors = (ValueError, FileNotFoundError, IsADirectoryError, yaml.YAMLError, pickle.UnpicklingError)
+    export = sys.modules.get("training.export")  # not imported: no ExportError can have been raised
+    return errors + ((export.ExportError,) if export else ())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
         _setup_logging()
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as exc:  # noqa: BLE001 - sorted below: only the expected kinds are caught
+        if not isinstance(exc, _expected_errors()):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

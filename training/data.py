@@ -44,6 +44,37 @@ class DataError(ValueError):
     """The data on disk does not match the layout it was loaded as."""
 
 
+@dataclass(frozen=True)
+class LandmarkScheme:
+    """What a landmark annotation's point order means: `flip[i]` is the point that point i becomes
+    in the mirrored face (left eye <-> right eye), `eyes` the two points whose distance normalises
+    the landmark error (NME)."""
+
+    name: str
+    flip: tuple[int, ...]
+    eyes: tuple[int, int]
+
+
+# iBUG 300-W 68-point mirror order: jaw, brows, nose, eyes, outer and inner lips.
+_IBUG68_FLIP = (
+    tuple(range(16, -1, -1)) + tuple(range(26, 16, -1)) + (27, 28, 29, 30) + (35, 34, 33, 32, 31)
+    + (45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40)
+    + (54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55) + (64, 63, 62, 61, 60, 67, 66, 65)
+)
+LANDMARK_SCHEMES = {
+    5: LandmarkScheme("5-point (eyes, nose, mouth corners)", (1, 0, 2, 4, 3), (0, 1)),
+    68: LandmarkScheme("iBUG 68-point", _IBUG68_FLIP, (36, 45)),  # NME over the outer eye corners
+}
+
+
+def landmark_scheme(num_points: int) -> LandmarkScheme:
+    scheme = LANDMARK_SCHEMES.get(num_points)
+    if scheme is None:
+        raise DataError(f"no landmark scheme for {num_points} points (known: {sorted(LANDMARK_SCHEMES)}); "
+                        "flips and the landmark error need to know which point mirrors which")
+    return scheme
+
+
 @dataclass
 class FaceData:
     """Faces as one uint8 array plus per-row annotations."""
@@ -54,7 +85,8 @@ class FaceData:
     split: np.ndarray | None = None  # (N,) str, e.g. FER2013 Usage
     subjects: np.ndarray | None = None  # (N,) str where known (JAFFE)
     soft: np.ndarray | None = None  # (N, C) float32 label distribution (FER+ votes)
-    landmarks: np.ndarray | None = None  # (N, K, 2) float32, in crop pixels
+    landmarks: np.ndarray | None = None  # (N, K, 2) float32, x, y in [-1, 1] crop coordinates
+    ids: np.ndarray | None = None  # (N,) str: a test.csv's own `id` column, kept for the submission
     paths: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     sha256: str = ""
@@ -65,7 +97,7 @@ class FaceData:
             raise DataError(f"images must be uint8 (N, H, W), got {self.images.dtype} {self.images.shape}")
         if len(self.labels) != n:
             raise DataError(f"{n} images but {len(self.labels)} labels")
-        for name in ("split", "subjects", "soft", "landmarks"):
+        for name in ("split", "subjects", "soft", "landmarks", "ids"):
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise DataError(f"{n} images but {len(value)} {name}")
@@ -86,9 +118,14 @@ class FaceData:
             subjects=pick(self.subjects),
             soft=pick(self.soft),
             landmarks=pick(self.landmarks),
+            ids=pick(self.ids),
             paths=[self.paths[i] for i in idx] if self.paths else [],
             skipped=list(self.skipped),
         )
+
+    @property
+    def landmark_scheme(self) -> LandmarkScheme | None:
+        return None if self.landmarks is None else landmark_scheme(self.landmarks.shape[1])
 
     def counts(self) -> np.ndarray:
         labelled = self.labels[self.labels >= 0]
@@ -144,11 +181,13 @@ def _parse_label(raw: str, where: str, num_classes: int) -> int:
 
 def load_fer2013_csv(path: str | Path, require_labels: bool = True) -> FaceData:
     """FER2013 in the Kaggle layout `emotion,pixels,Usage` (plain or gzip). Also reads the task
-    layout: `emotion,pixels` (train.csv) or `pixels` only (test.csv; labels are -1)."""
+    layout: `emotion,pixels` (train.csv) or `pixels` only (test.csv; labels are -1), with an
+    optional `id` column (kept in `ids`)."""
     path = _require(path)
     images: list[np.ndarray] = []
     labels: list[int] = []
     usage: list[str] = []
+    ids: list[str] = []
     with _open_text(path) as fh:
         reader = csv.reader(fh)
         try:
@@ -162,6 +201,7 @@ def load_fer2013_csv(path: str | Path, require_labels: bool = True) -> FaceData:
         ip = header.index("pixels")
         ie = header.index("emotion") if "emotion" in header else None
         iu = header.index("usage") if "usage" in header else None
+        ii = header.index("id") if "id" in header else None
         for lineno, row in enumerate(reader, start=2):
             if not row:
                 continue
@@ -172,12 +212,15 @@ def load_fer2013_csv(path: str | Path, require_labels: bool = True) -> FaceData:
             labels.append(_parse_label(row[ie], where, len(CLASSES)) if ie is not None else -1)
             if iu is not None:
                 usage.append(row[iu].strip())
+            if ii is not None:
+                ids.append(row[ii].strip())
     if not images:
         raise DataError(f"{path}: no rows")
     return FaceData(
         images=np.stack(images),
         labels=np.asarray(labels, dtype=np.int64),
         split=np.asarray(usage) if usage else None,
+        ids=np.asarray(ids) if ids else None,
         sha256=file_sha256(path),
     )
 
@@ -540,11 +583,23 @@ class Splits:
     test: FaceData | None
     sha256: str
     classes: tuple[str, ...] = CLASSES
+    # What evaluation calls each part: the data's own split names where it has them (FER2013 Usage),
+    # train / val / test where load_splits drew them.
+    names: tuple[str, str, str] = ("train", "val", "test")
+
+    def named(self) -> dict[str, FaceData]:
+        parts = zip(self.names, (self.train, self.val, self.test))
+        return {name: part for name, part in parts if part is not None}
+
+
+def pick_split(splits: dict[str, FaceData], name: str) -> FaceData:
+    """One split by name; asking for one the data does not have names those it has."""
+    if name not in splits:
+        raise DataError(f"no split {name!r} in this data; it has: {', '.join(splits) or 'none'}")
+    return splits[name]
 
 
 def _by_usage(data: FaceData, name: str) -> FaceData:
-    if data.split is None:
-        raise DataError("this FER2013 file has no Usage column; give separate files or use task_csv")
     mask = data.split == name
     if not mask.any():
         raise DataError(f"no rows with Usage {name!r}; found {sorted(set(data.split.tolist()))}")
@@ -553,16 +608,27 @@ def _by_usage(data: FaceData, name: str) -> FaceData:
 
 def load_splits(cfg, cache_dir: str | Path | None = None) -> Splits:
     """The train/val/test splits a recipe's `data` section describes."""
-    fmt = cfg.format
-    if fmt == "fer2013_csv":
-        data = load_fer2013_cached(cfg.path, cache_dir)
+    data = load_any(cfg, cache_dir)
+    if cfg.format == "fer2013_csv" and data.split is not None:
         splits = Splits(_by_usage(data, cfg.train_split), _by_usage(data, cfg.val_split),
-                        _by_usage(data, cfg.test_split) if cfg.test_split else None, data.sha256)
-    else:
-        splits = _load_other_splits(cfg, cache_dir)
+                        _by_usage(data, cfg.test_split) if cfg.test_split else None, data.sha256,
+                        names=(cfg.train_split, cfg.val_split, cfg.test_split))
+    else:  # also a FER2013 file without Usage: its held-out parts are drawn as for every other layout
+        splits = _split(data, cfg)
     if cfg.limit:
         splits.train = splits.train.subset(np.arange(min(cfg.limit, len(splits.train))))
     return splits
+
+
+def named_splits(cfg, cache_dir: str | Path | None = None) -> dict[str, FaceData]:
+    """Every split of a dataset by name, for evaluation: a FER2013 file's Usage values where it has
+    them, otherwise the parts load_splits draws for training (same fractions and seed, so the test
+    split is the one training held out)."""
+    if cfg.format == "fer2013_csv":
+        data = load_fer2013_cached(cfg.path, cache_dir)
+        if data.split is not None:
+            return {name: data.subset(data.split == name) for name in dict.fromkeys(data.split.tolist())}
+    return load_splits(cfg, cache_dir).named()
 
 
 def load_any(cfg, cache_dir: str | Path | None = None) -> FaceData:
@@ -586,22 +652,22 @@ def load_any(cfg, cache_dir: str | Path | None = None) -> FaceData:
 DATA_FORMATS = ("fer2013_csv", "task_csv", "fer2013_folders", "ckplus", "ferplus", "jaffe", "jaffe_csv", "affectnet")
 
 
-def _load_other_splits(cfg, cache_dir: str | Path | None = None) -> Splits:
-    data = load_any(cfg, cache_dir)
-    if data.split is not None and cfg.train_split in set(data.split.tolist()) and (
-        cfg.val_split in set(data.split.tolist())
-    ):
+def _split(data: FaceData, cfg) -> Splits:
+    present = set(data.split.tolist()) if data.split is not None else set()
+    if cfg.train_split in present and cfg.val_split in present:
         # Given splits (FER+ Usage, FER2013 folder dumps with train/ and test/ etc.).
-        test = data.subset(data.split == cfg.test_split) if cfg.test_split in set(data.split.tolist()) else None
+        test = data.subset(data.split == cfg.test_split) if cfg.test_split in present else None
         return Splits(data.subset(data.split == cfg.train_split), data.subset(data.split == cfg.val_split),
-                      test, data.sha256, data.classes)
-    if data.split is not None and cfg.train_split in set(data.split.tolist()):
+                      test, data.sha256, data.classes, (cfg.train_split, cfg.val_split, cfg.test_split))
+    if cfg.train_split in present:
         # Only a train split given (e.g. train/ and test/ folders): validation comes out of train.
         pool = data.subset(data.split == cfg.train_split)
-        held = [s for s in set(data.split.tolist()) if s != cfg.train_split]
-        test = data.subset(data.split == held[0]) if held else None
+        held = sorted(present - {cfg.train_split})
+        held_name = cfg.test_split if cfg.test_split in held else (held[0] if held else "test")
+        test = data.subset(data.split == held_name) if held else None
         rest, val = stratified_split(pool.labels, [cfg.val_fraction], groups=pool.subjects)
-        return Splits(pool.subset(rest), pool.subset(val), test, data.sha256, data.classes)
+        return Splits(pool.subset(rest), pool.subset(val), test, data.sha256, data.classes,
+                      (cfg.train_split, "val", held_name))
     rest, val, test = stratified_split(data.labels, [cfg.val_fraction, cfg.test_fraction], groups=data.subjects)
     return Splits(data.subset(rest), data.subset(val), data.subset(test) if len(test) else None,
                   data.sha256, data.classes)

@@ -203,7 +203,15 @@ class Trainer:
         self.train_x = torch.from_numpy(tr.images).to(self.device)
         self.train_y = torch.from_numpy(tr.labels).to(self.device)
         self.train_soft = None if tr.soft is None or not cfg.data.soft_labels else torch.from_numpy(tr.soft).to(self.device)
-        self.train_lm = None if tr.landmarks is None else torch.from_numpy(tr.landmarks).to(self.device)
+        self.train_lm = self.lm_flip = None
+        if tr.landmarks is not None and cfg.model.landmarks:
+            if tr.landmarks.shape[1] != cfg.model.landmarks:
+                raise ValueError(f"model.landmarks is {cfg.model.landmarks} but the data has "
+                                 f"{tr.landmarks.shape[1]} landmarks per face")
+            self.train_lm = torch.from_numpy(tr.landmarks).to(self.device)
+            if cfg.augment.flip:  # flips mirror the points too: augment swaps their left/right labels
+                self.lm_flip = torch.tensor(tr.landmark_scheme.flip, device=self.device)
+        self.history_fields = HISTORY_FIELDS + (("train_landmark_loss",) if self.train_lm is not None else ())
         self.val_x = torch.from_numpy(self.splits.val.images)
         self.val_y = torch.from_numpy(self.splits.val.labels)
 
@@ -318,12 +326,15 @@ class Trainer:
 
     def make_batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Index the uint8 tensor, augment on the device, build (B, C) soft targets."""
-        x = self.augment(self.train_x[idx])
+        lm = None
+        if self.train_lm is None:
+            x = self.augment(self.train_x[idx])
+        else:  # the landmark targets move with the face
+            x, lm = self.augment(self.train_x[idx], self.train_lm[idx], self.lm_flip)
         if self.train_soft is not None:
             t = self.train_soft[idx].float()
         else:
             t = F.one_hot(self.train_y[idx], self.num_classes).float()
-        lm = None if self.train_lm is None else self.train_lm[idx]
         if lm is None:
             x, t = mix_batch(x, t, self.cfg.augment, self.gen)
         return x, t, lm
@@ -338,6 +349,8 @@ class Trainer:
                                label_smoothing=self.cfg.label_smoothing)
 
     def step(self, x: torch.Tensor, t: torch.Tensor, lm: torch.Tensor | None) -> tuple[float, torch.Tensor]:
+        """One update; returns the classification loss and the logits. The landmark loss is logged
+        apart: it is left in `self.landmark_loss` (0 without landmarks)."""
         net = self.ddp or self.model
         net.train()
         if self.channels_last:
@@ -349,11 +362,13 @@ class Trainer:
                     logits, pred_lm = net(x)
                 finally:
                     self.model.emit_landmarks = False
-                loss = self.loss(logits, t)
-                loss = loss + self.cfg.model.landmark_weight * F.smooth_l1_loss(pred_lm.float(), lm.float())
+                cls_loss = self.loss(logits, t)
+                lm_loss = F.smooth_l1_loss(pred_lm.float(), lm.float())
+                loss = cls_loss + self.cfg.model.landmark_weight * lm_loss
             else:
                 logits = net(x)
-                loss = self.loss(logits, t)
+                loss = cls_loss = self.loss(logits, t)
+                lm_loss = None
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -361,10 +376,11 @@ class Trainer:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return float(loss.detach()), logits.detach()
+        self.landmark_loss = 0.0 if lm_loss is None else float(lm_loss.detach())
+        return float(cls_loss.detach()), logits.detach()
 
     def train_epoch(self) -> dict[str, float]:
-        total_loss = correct = seen = 0.0
+        total_loss = total_lm_loss = correct = seen = 0.0
         aug_s = compute_s = 0.0
         it = self.batches()
         bar = None
@@ -384,6 +400,7 @@ class Trainer:
             compute_s += t2 - t1
             n = len(idx)
             total_loss += loss * n
+            total_lm_loss += self.landmark_loss * n
             correct += float((logits.argmax(1) == t.argmax(1)).sum())
             seen += n
             if bar is not None:
@@ -392,7 +409,8 @@ class Trainer:
         if bar is not None:
             bar.close()
         epoch_s = time.perf_counter() - start
-        return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1),
+        return {"train_loss": total_loss / max(seen, 1), "train_landmark_loss": total_lm_loss / max(seen, 1),
+                "train_acc": correct / max(seen, 1),
                 "epoch_s": epoch_s, "augment_s": aug_s, "compute_s": compute_s,
                 "images_per_s": seen / max(epoch_s, 1e-9)}
 
@@ -446,10 +464,10 @@ class Trainer:
                 row = {"epoch": self.epoch, "lr": lr, **stats, "val_loss": val_loss, "val_acc": val_acc}
                 new_file = not hist_path.exists()
                 with open(hist_path, "a", newline="") as fh:
-                    w = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
+                    w = csv.DictWriter(fh, fieldnames=self.history_fields)
                     if new_file:
                         w.writeheader()
-                    w.writerow({k: row[k] for k in HISTORY_FIELDS})
+                    w.writerow({k: row[k] for k in self.history_fields})
                 improved = val_acc > self.best_acc
                 if improved:
                     self.best_acc, self.best_epoch = val_acc, self.epoch
@@ -458,9 +476,10 @@ class Trainer:
                 if improved:
                     _atomic_save(ck, self.out / CHECKPOINT_BEST)
                 plot_history(read_history(hist_path), self.out / "training_curve.png", self.arch_name)
-                log.info("epoch %d/%d  lr %.4f  train loss %.4f acc %.4f  val loss %.4f acc %.4f%s  "
+                lm_text = "" if self.train_lm is None else f"  landmark loss {stats['train_landmark_loss']:.4f}"
+                log.info("epoch %d/%d  lr %.4f  train loss %.4f acc %.4f%s  val loss %.4f acc %.4f%s  "
                          "%.0fs (augment %.1fs, %.0f img/s)", self.epoch, self.planned_epochs, lr, stats["train_loss"],
-                         stats["train_acc"], val_loss, val_acc, " *" if improved else "", stats["epoch_s"],
+                         stats["train_acc"], lm_text, val_loss, val_acc, " *" if improved else "", stats["epoch_s"],
                          stats["augment_s"], stats["images_per_s"])
             if self.dist.world > 1:
                 dist.barrier()

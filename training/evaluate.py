@@ -7,7 +7,7 @@ import csv
 import json
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,17 +17,19 @@ import torch
 from ferkit import modelrepo
 from ferkit.vision import InputSpec, ModelMetadata, softmax
 from training.data import FaceData, load_face_image
-from training.predict import predict_logits
+from training.predict import predict_landmarks, predict_logits
 
-# Published PrivateTest accuracies on FER2013 (single models unless stated).
+# Reference figures on FER2013 PrivateTest, kept here only: the report quotes them from here.
+TARGET_ACCURACY = 70.0  # the project's target, single model
+FER_LIBRARY_ACCURACY = 65.5  # `fer` library (mini-Xception), measured on PrivateTest 2026-11-30
+# Published PrivateTest accuracies (single models unless stated) and the `fer` library as measured.
 PUBLISHED = (
     ("Human accuracy (Goodfellow et al., 2013)", 65.0),
-    ("`fer` library, mini-Xception (measured here on PrivateTest: 65.5%)", 66.0),
+    ("`fer` library, mini-Xception (measured here, 2026-11-30)", FER_LIBRARY_ACCURACY),
     ("VGG variant, Khaireddin & Chen (2021)", 73.28),
     ("Residual Masking Network, Pham et al. (2020), ImageNet pre-training", 74.14),
     ("Ensembles (Pham et al. 2020; Khanzada et al. 2020)", 76.8),
 )
-TARGET_ACCURACY = 73.5
 
 
 @dataclass
@@ -39,11 +41,28 @@ class LoadedModel:
     classes: tuple[str, ...]
     source: str
     metadata: ModelMetadata | None = None
+    name: str = ""
+    version: int | None = None  # model-repository version; None for a training checkpoint
+    recipe: dict[str, Any] = field(default_factory=dict)  # the training recipe (TrainConfig as a dict)
 
     def logits(self, faces: np.ndarray | torch.Tensor, tta: str = "none", batch_size: int = 512,
                progress: bool = False) -> np.ndarray:
         x = torch.from_numpy(np.asarray(faces, dtype=np.uint8)) if not isinstance(faces, torch.Tensor) else faces
         return predict_logits(self.model, x, self.spec, batch_size, tta=tta, progress=progress).numpy()
+
+    def landmarks(self, faces: np.ndarray, batch_size: int = 512) -> np.ndarray | None:
+        """(N, K, 2) predicted landmarks in [-1, 1], or None when the model has no landmark head
+        (exported versions are plain classifiers)."""
+        if not hasattr(self.model, "forward_with_landmarks"):
+            return None
+        x = torch.from_numpy(np.asarray(faces, dtype=np.uint8))
+        return predict_landmarks(self.model, x, self.spec, batch_size).numpy()
+
+    def predict_all(self, paths: Sequence[str | Path], tta: str = "none",
+                    batch_size: int = 256) -> list[dict[str, Any]]:
+        """The expression of each image file (the function predict_all), as a method for callers that
+        hold only the model object (a contest harness calls model.predict_all(paths))."""
+        return predict_all(self, paths, tta=tta, batch_size=batch_size)
 
 
 def load_model(path: str | Path) -> LoadedModel:
@@ -57,11 +76,13 @@ def load_model(path: str | Path) -> LoadedModel:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation: Triton needs TorchScript
             model = torch.jit.load(str(path / modelrepo.MODEL_FILENAME), map_location="cpu").eval()
-        return LoadedModel(model, meta.input, meta.classes, str(path), meta)
+        return LoadedModel(model, meta.input, meta.classes, str(path), meta, meta.name, meta.version,
+                           dict(meta.training_config))
     from training.export import load_checkpoint
 
     model, ck = load_checkpoint(path)
-    return LoadedModel(model, InputSpec.from_dict(ck["input"]), tuple(ck["classes"]), str(path))
+    return LoadedModel(model, InputSpec.from_dict(ck["input"]), tuple(ck["classes"]), str(path),
+                       name=ck["config"].get("name") or path.stem, recipe=ck["config"])
 
 
 def compute_metrics(y_true: np.ndarray, logits: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
@@ -85,6 +106,14 @@ def compute_metrics(y_true: np.ndarray, logits: np.ndarray, classes: Sequence[st
     }
 
 
+def landmark_nme(pred: np.ndarray, true: np.ndarray, eyes: tuple[int, int]) -> float:
+    """Normalised mean error: mean point-to-point distance over the inter-ocular distance, averaged
+    over faces (the usual face-alignment figure; eyes are the scheme's normalising points)."""
+    err = np.linalg.norm(pred - true, axis=-1).mean(axis=1)
+    iod = np.linalg.norm(true[:, eyes[0]] - true[:, eyes[1]], axis=-1)
+    return float(np.mean(err / np.maximum(iod, 1e-6)))
+
+
 def evaluate(loaded: LoadedModel, data: FaceData, tta: str = "none", batch_size: int = 512,
              progress: bool = False) -> dict[str, Any]:
     if (data.labels < 0).any():
@@ -94,6 +123,13 @@ def evaluate(loaded: LoadedModel, data: FaceData, tta: str = "none", batch_size:
     seconds = time.perf_counter() - start
     metrics = compute_metrics(data.labels, logits, loaded.classes)
     metrics.update({"tta": tta, "seconds": seconds, "images_per_s": len(data) / max(seconds, 1e-9)})
+    if data.landmarks is not None:
+        pred = loaded.landmarks(data.images, batch_size=batch_size)
+        if pred is not None:
+            if pred.shape != data.landmarks.shape:
+                raise ValueError(f"the model predicts {pred.shape[1]} landmarks; the data has "
+                                 f"{data.landmarks.shape[1]}")
+            metrics["landmark_nme"] = landmark_nme(pred, data.landmarks, data.landmark_scheme.eyes)
     return metrics
 
 
@@ -144,28 +180,35 @@ def markdown_report(name: str, results: dict[str, dict[str, Any]], extra: dict[s
     for c, pc in first["per_class"].items():
         lines.append(f"| {c} | {100 * pc['precision']:.1f}% | {100 * pc['recall']:.1f}% | {100 * pc['f1']:.1f}% "
                      f"| {pc['support']} |")
-    private = [m["accuracy"] for lbl, m in results.items() if "PrivateTest" in lbl]
-    best = max(private or [m["accuracy"] for m in results.values()])
-    lines += ["", "## Against published FER2013 PrivateTest results", "", "| model | accuracy |", "|---|---:|"]
-    rows = list(PUBLISHED) + [(f"**this model** ({lbl})", 100 * m["accuracy"]) for lbl, m in results.items()
-                              if "PrivateTest" in lbl]
-    for label, acc in sorted(rows, key=lambda r: r[1]):
-        lines.append(f"| {label} | {acc:.2f}% |")
-    gap = TARGET_ACCURACY - 100 * best
-    lines += ["", f"Project target: {TARGET_ACCURACY}% single-model PrivateTest accuracy. "
-              + (f"This model is {gap:.2f} points short." if gap > 0 else "This model meets it.")]
+    nme = {lbl: m["landmark_nme"] for lbl, m in results.items() if "landmark_nme" in m}
+    if nme:
+        lines += ["", "## Landmarks", "", "| split / mode | NME (mean error / inter-ocular distance) |", "|---|---:|"]
+        lines += [f"| {lbl} | {100 * v:.2f}% |" for lbl, v in nme.items()]
+    # The reference figures and the target are FER2013 PrivateTest accuracies: only those compare.
+    private = {lbl: 100 * m["accuracy"] for lbl, m in results.items() if "PrivateTest" in lbl}
+    if private:
+        lines += ["", "## Against published FER2013 PrivateTest results", "", "| model | accuracy |", "|---|---:|"]
+        rows = list(PUBLISHED) + [(f"**this model** ({lbl})", acc) for lbl, acc in private.items()]
+        for label, acc in sorted(rows, key=lambda r: r[1]):
+            lines.append(f"| {label} | {acc:.2f}% |")
+        lines += ["", f"Project target: {TARGET_ACCURACY:.1f}% single-model PrivateTest accuracy."]
+        for lbl, acc in private.items():
+            gap = acc - TARGET_ACCURACY
+            lines.append(f"- {lbl}: {acc:.2f}%, {abs(gap):.2f} points {'above' if gap >= 0 else 'short of'} the target")
     if improvements:
         lines += ["", "## Next improvements", ""] + [f"- {item}" for item in improvements]
     return "\n".join(lines) + "\n"
 
 
 def write_submission(loaded: LoadedModel, data: FaceData, path: str | Path, tta: str = "none") -> int:
-    """Kaggle submission `id,label` for a pixels-only test.csv (id = row number from 0)."""
+    """Kaggle submission `id,label` for a pixels-only test.csv: the file's own ids where it has an
+    `id` column, else the row number from 0."""
     pred = loaded.logits(data.images, tta=tta).argmax(1)
+    ids = data.ids if data.ids is not None else range(len(pred))
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id", "label"])
-        for i, label in enumerate(pred):
+        for i, label in zip(ids, pred):
             w.writerow([i, int(label)])
     return len(pred)
 

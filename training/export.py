@@ -13,15 +13,37 @@ import torch
 from ferkit import modelrepo
 from ferkit.vision import CLASSES, InputSpec, ModelMetadata
 from training.config import config_from_dict
+from training.model_card import model_card
 from training.models import build_model
+from training.predict import flip_averaged_logits
 
 log = logging.getLogger(__name__)
 
 EQUIVALENCE_TOLERANCE = 1e-5
+SERVED_TTA = ("none", "flip")
+MODEL_CARD_FILENAME = "MODEL_CARD.md"
 
 
 class ExportError(RuntimeError):
     pass
+
+
+class FlipAveraged(torch.nn.Module):
+    """Flip averaging inside model.pt: Triton, `evaluate` and any outside script that reads
+    metadata.json get the same answer from one forward call."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return flip_averaged_logits(self.model, x)
+
+
+def served_model(model: torch.nn.Module, tta: str) -> torch.nn.Module:
+    if tta not in SERVED_TTA:
+        raise ExportError(f"test-time augmentation {tta!r} cannot be built into model.pt; choose one of {SERVED_TTA}")
+    return FlipAveraged(model).eval() if tta == "flip" else model
 
 
 def load_checkpoint(path: str | Path, weights: str = "selected") -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -71,10 +93,16 @@ def export_version(
     attachments: list[str | Path] | None = None,
     version: int | None = None,
     extra: dict[str, Any] | None = None,
+    tta: str = "none",
+    calibration: dict[str, Any] | None = None,
 ) -> Path:
     """Write models/<name>/<version>/ (model.pt, metadata.json, model.py, attachments such as the
-    confusion matrix and the report) and refresh the model's config files. Returns the version dir."""
+    confusion matrix and the report) and refresh the model's config files. Returns the version dir.
+    `tta="flip"` builds flip averaging into model.pt; `calibration` (from training.calibrate's
+    calibration_report) sets the served temperature and uncertainty threshold."""
     model, ck = load_checkpoint(checkpoint)
+    model = served_model(model, tta)
+    calibration = calibration or {}
     spec = InputSpec.from_dict(ck["input"])
     cfg = ck["config"]
     name = name or cfg.get("name") or "fer_model"
@@ -93,16 +121,20 @@ def export_version(
             architecture=ck.get("architecture", cfg["model"]["arch"]),
             classes=classes,
             input=spec,
-            metrics=metrics or {},
+            metrics={**(metrics or {}), **({"calibration": calibration} if calibration else {})},
             data_sha256=ck.get("data_sha256", ""),
             training_config=cfg,
             git_revision=ck.get("git_revision", "unknown"),
             input_name=modelrepo.INPUT_NAME,
             output_name=modelrepo.OUTPUT_NAME,
+            tta=tta,
+            temperature=calibration.get("temperature", 1.0),
+            uncertain_below=calibration.get("uncertain_below", 0.0),
             extra={"best_epoch": ck.get("best_epoch"), "epochs_trained": ck.get("epoch"),
                    "validation_accuracy": ck.get("best_acc"), **(extra or {})},
         )
         meta.save(tmp / modelrepo.METADATA_FILENAME)
+        (tmp / MODEL_CARD_FILENAME).write_text(model_card(meta), encoding="utf-8")
         for item in attachments or []:
             item = Path(item)
             if not item.is_file():

@@ -26,6 +26,12 @@ def _tencrop_views(x: torch.Tensor, crop: int) -> list[torch.Tensor]:
     return views
 
 
+def flip_averaged_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The mean of the logits of each face and its mirror image: what an exported model with
+    `tta: flip` computes inside model.pt, so evaluation and serving agree exactly."""
+    return (model(x) + model(torch.flip(x, dims=[3]))) / 2
+
+
 @torch.no_grad()
 def predict_logits(
     model: torch.nn.Module,
@@ -36,7 +42,8 @@ def predict_logits(
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> torch.Tensor:
-    """uint8 (N, H, W) -> (N, C) logits (TTA averages softmax probabilities, returned as log-probs)."""
+    """uint8 (N, H, W) -> (N, C) logits (flip: mean logits of face and mirror; tencrop: mean softmax
+    probabilities of the ten views, returned as log-probs)."""
     if tta not in TTA_MODES:
         raise ValueError(f"unknown TTA mode {tta!r}; choose one of {TTA_MODES}")
     model.eval()
@@ -51,9 +58,22 @@ def predict_logits(
         if tta == "none":
             out.append(model(x).float().cpu())
             continue
-        views = [x, torch.flip(x, dims=[3])] if tta == "flip" else _tencrop_views(x, crop=int(round(x.shape[-1] * 0.9)))
+        if tta == "flip":
+            out.append(flip_averaged_logits(model, x).float().cpu())
+            continue
+        views = _tencrop_views(x, crop=int(round(x.shape[-1] * 0.9)))
         probs = torch.stack([F.softmax(model(v).float(), dim=1) for v in views]).mean(0)
         out.append(torch.log(probs.clamp_min(1e-12)).cpu())
     if not out:
         return torch.empty(0, 0)
     return torch.cat(out)
+
+
+@torch.no_grad()
+def predict_landmarks(model: torch.nn.Module, images: torch.Tensor, spec: InputSpec, batch_size: int = 512,
+                      device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 (N, H, W) -> (N, K, 2) landmarks in [-1, 1] from a model with a landmark head (LandmarkNet)."""
+    model.eval()
+    out = [model.forward_with_landmarks(normalise_batch(images[s : s + batch_size].to(device), spec))[1].float().cpu()
+           for s in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.empty(0, model.num_landmarks, 2)

@@ -25,6 +25,8 @@ class Mark:
     box: tuple[int, int, int, int]
     label: str
     score: float
+    # The top score is below the model's threshold: the tag reads "label? 41%".
+    uncertain: bool = False
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -35,7 +37,8 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def annotate(rgb: np.ndarray, marks: list[Mark], max_side: int = 2048) -> bytes:
-    """PNG bytes of the image (scaled to at most max_side) with boxes and "label 87%" tags."""
+    """PNG bytes of the image (scaled to at most max_side) with boxes and "label 87%" tags ("label? 41%"
+    for an uncertain face)."""
     image = Image.fromarray(rgb)
     scale = min(1.0, max_side / max(image.size))
     if scale < 1.0:
@@ -49,7 +52,7 @@ def annotate(rgb: np.ndarray, marks: list[Mark], max_side: int = 2048) -> bytes:
         x, y, w, h = (v * scale for v in mark.box)
         colour = COLOURS.get(mark.label, DEFAULT_COLOUR)
         draw.rectangle([x, y, x + w, y + h], outline=colour, width=line)
-        text = f"{mark.label} {mark.score:.0%}"
+        text = f"{mark.label}{'?' if mark.uncertain else ''} {mark.score:.0%}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         tw, th = right - left, bottom - top
         pad = max(2, th // 4)

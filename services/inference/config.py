@@ -2,6 +2,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from ferkit.config import ServiceSettings
+from ferkit.vision import DEFAULT_MARGIN, ONE_FACE_MAX_SIDE
 
 
 class Settings(ServiceSettings):
@@ -33,7 +34,15 @@ class Settings(ServiceSettings):
     # Detection runs on a copy scaled down to this longest side (boxes are mapped back).
     detector_max_side: int = 1024
     max_faces: int = 32
-    face_margin: float = 0.15
+    # Room around a detector box on every side, as a fraction of its longer side (ferkit.vision's
+    # DEFAULT_MARGIN: 0.0, calibrated so detector crops frame faces as FER2013 does).
+    face_margin: float = Field(default=DEFAULT_MARGIN, ge=0.0, le=1.0)
+    # Turn each face upright (eyes level) before cropping, from RetinaFace's landmarks; the Haar
+    # fallback gives none, so its faces stay unaligned.
+    align_faces: bool = True
+    # An image with both sides at most this many pixels is one face already (a FER2013-style crop):
+    # classified whole, without detection. 0: always detect (mode=face still classifies whole images).
+    one_face_max_side: int = Field(default=ONE_FACE_MAX_SIDE, ge=0)
     # The annotated PNG is drawn at most this large (longest side) to keep it quick to encode and send.
     annotated_max_side: int = 2048
     max_image_bytes: int = 10 * 1024 * 1024

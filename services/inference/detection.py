@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 DETECTORS = ("auto", "retinaface", "haar")
 
 
+Point = tuple[float, float]
+
+
 @dataclass(frozen=True)
 class Detection:
     x: int
@@ -25,6 +28,9 @@ class Detection:
     width: int
     height: int
     score: float
+    # RetinaFace's five landmarks in the same pixels as the box: the eyes (the one on the image's left
+    # first), the nose, the mouth's corners. Empty from the Haar cascade (its faces stay unaligned).
+    landmarks: tuple[Point, ...] = ()
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -74,6 +80,10 @@ def _clip(x: float, y: float, w: float, h: float, width: int, height: int) -> tu
     return int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0))
 
 
+def _scaled(points: tuple[Point, ...], sx: float, sy: float) -> tuple[Point, ...]:
+    return tuple((x * sx, y * sy) for x, y in points)
+
+
 def detect_in_worker(rgb: np.ndarray, min_score: float, max_side: int) -> tuple[str, list[Detection]]:
     """Boxes in the coordinates of `rgb` (detection runs on a copy no larger than max_side)."""
     global _backend
@@ -86,22 +96,23 @@ def detect_in_worker(rgb: np.ndarray, min_score: float, max_side: int) -> tuple[
     if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         small = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
-    found: list[tuple[float, float, float, float, float]] = []
+    found: list[tuple[float, float, float, float, float, tuple[Point, ...]]] = []
     if name == "retinaface":
         for face in backend.detect_faces(np.ascontiguousarray(small), score_threshold=min_score):
-            found.append((face.x, face.y, face.width, face.height, float(face.score)))
+            points = tuple((float(p.x), float(p.y)) for p in face.landmarks)
+            found.append((face.x, face.y, face.width, face.height, float(face.score), points))
     else:
         import cv2
 
         grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         minimum = max(20, min(grey.shape) // 20)
         for x, y, w, h in backend.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(minimum, minimum)):
-            found.append((x, y, w, h, 1.0))
+            found.append((x, y, w, h, 1.0, ()))
     out = []
-    for x, y, w, h, score in found:
+    for x, y, w, h, score, points in found:
         box = _clip(x / scale, y / scale, w / scale, h / scale, width, height)
         if box is not None:
-            out.append(Detection(*box, score=score))
+            out.append(Detection(*box, score=score, landmarks=_scaled(points, 1 / scale, 1 / scale)))
     out.sort(key=lambda d: d.score, reverse=True)
     return name, out
 
@@ -165,7 +176,7 @@ class FaceDetector:
         for face in faces:
             box = _clip(face.x * sx, face.y * sy, face.width * sx, face.height * sy, width, height)
             if box is not None:
-                out.append(Detection(*box, score=face.score))
+                out.append(Detection(*box, score=face.score, landmarks=_scaled(face.landmarks, sx, sy)))
         return out
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ from prometheus_client import Counter, Histogram
 
 from fer.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 from ferkit import images
-from ferkit.vision import crop_face, normalise, resize_grey, softmax, to_grey
+from ferkit.vision import ModelMetadata, align_and_crop, normalise, resize_grey, to_grey, whole_face
 from services.inference.annotate import Mark, annotate
 from services.inference.config import Settings
 from services.inference.detection import Detection, FaceDetector
@@ -33,7 +33,10 @@ STAGE_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 NO_FACE_MESSAGE = "no face was found in the image"
+WHOLE_IMAGE_MESSAGE = "the whole image was taken as one face"
+SMALL_IMAGE_MESSAGE = "the image is at most {side} px a side, so it was taken as one face"
 MAX_CROPS = 64
+MODES = (inference_pb2.FACE_MODE_UNSPECIFIED, inference_pb2.FACE_MODE_DETECT, inference_pb2.FACE_MODE_FACE)
 
 TRITON_STATES = {"READY": "ready", "LOADING": "loading", "UNLOADING": "unavailable", "UNAVAILABLE": "unavailable"}
 
@@ -57,12 +60,21 @@ def _model_ref(version: Version) -> common_pb2.ModelRef:
     return common_pb2.ModelRef(name=version.name, version=version.version, classes=list(version.metadata.classes))
 
 
-def _face(box: tuple[int, int, int, int], probs: np.ndarray, classes: tuple[str, ...], detection_score: float = 0.0):
+def classify(logits: np.ndarray, metadata: ModelMetadata) -> tuple[np.ndarray, np.ndarray]:
+    """Scores as the version serves them (softmax of logits / its temperature) and, per face, whether
+    the top score is below its uncertain_below threshold."""
+    scores = metadata.scores(logits)
+    return scores, metadata.is_uncertain(scores)
+
+
+def _face(box: tuple[int, int, int, int], probs: np.ndarray, classes: tuple[str, ...], detection_score: float = 0.0,
+          uncertain: bool = False):
     return common_pb2.FacePrediction(
         box=common_pb2.Box(x=box[0], y=box[1], width=box[2], height=box[3]),
         label=classes[int(np.argmax(probs))],
         scores=[float(p) for p in probs],
         detection_score=detection_score,
+        uncertain=bool(uncertain),
     )
 
 
@@ -122,10 +134,21 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             raise TritonUnavailable(f"the promoted model could not be loaded again: {exc}") from None
         return await self.triton.infer_faces(version.name, version.version, faces)
 
-    def _classify(self, logits: np.ndarray, version: Version) -> np.ndarray:
-        probs = softmax(logits)
+    def _classify(self, logits: np.ndarray, version: Version) -> tuple[np.ndarray, np.ndarray]:
+        probs, uncertain = classify(logits, version.metadata)
         FACES.labels(version.name).inc(len(probs))
-        return probs
+        return probs, uncertain
+
+    def _whole_image(self, request: inference_pb2.PredictImageRequest, width: int, height: int) -> str | None:
+        """Why the whole image is one face (the message to answer with), or None: detect faces."""
+        if request.mode not in MODES:
+            raise images.ImageError(f"unknown mode {request.mode}; use detect or face")
+        if request.mode == inference_pb2.FACE_MODE_FACE:
+            return WHOLE_IMAGE_MESSAGE
+        side = self.settings.one_face_max_side
+        if side and max(width, height) <= side:
+            return SMALL_IMAGE_MESSAGE.format(side=side)
+        return None
 
     # --- predictions -----------------------------------------------------------------------------
 
@@ -138,21 +161,30 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         with clock.stage("decode"):
             # Pillow releases the GIL while decoding: a thread keeps the event loop free.
             decoded = await asyncio.to_thread(images.decode, request.image, self.limits)
+        whole = self._whole_image(request, decoded.width, decoded.height)
         version = await self.registry.resolve(request.model_name, request.model_version)
-        with clock.stage("detect"):
-            detections = (await self.detector.detect(decoded.rgb))[: self.settings.max_faces]
+        if whole is not None:
+            # The image is the face: its box is the whole image, with no detector score.
+            detections = [Detection(0, 0, decoded.width, decoded.height, score=0.0)]
+        else:
+            with clock.stage("detect"):
+                detections = (await self.detector.detect(decoded.rgb))[: self.settings.max_faces]
         faces: list[common_pb2.FacePrediction] = []
         if detections:
             with clock.stage("preprocess"):
-                batch = await asyncio.to_thread(self._crops, decoded.rgb, detections, version)
+                batch = await asyncio.to_thread(self._crops, decoded.rgb, detections, version, whole is not None)
             with clock.stage("infer"):
                 logits, _ = await self._infer(version, batch)
-            probs = self._classify(logits, version)
-            faces = [_face(d.box, p, version.metadata.classes, d.score) for d, p in zip(detections, probs)]
+            probs, uncertain = self._classify(logits, version)
+            faces = [
+                _face(d.box, p, version.metadata.classes, d.score, u) for d, p, u in zip(detections, probs, uncertain)
+            ]
         png = b""
         if request.annotate:
             with clock.stage("annotate"):
-                marks = [Mark((f.box.x, f.box.y, f.box.width, f.box.height), f.label, max(f.scores)) for f in faces]
+                marks = [
+                    Mark((f.box.x, f.box.y, f.box.width, f.box.height), f.label, max(f.scores), f.uncertain) for f in faces
+                ]
                 png = await asyncio.to_thread(annotate, decoded.rgb, marks, self.settings.annotated_max_side)
         timings = common_pb2.Timings(
             decode_ms=clock.ms.get("decode", 0.0),
@@ -168,14 +200,19 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             annotated_png=png,
             image_width=decoded.width,
             image_height=decoded.height,
-            message="" if faces else NO_FACE_MESSAGE,
+            message=whole or ("" if faces else NO_FACE_MESSAGE),
         )
 
-    def _crops(self, rgb: np.ndarray, detections: list[Detection], version: Version) -> np.ndarray:
-        """Grey, square crops with the margin, resized and normalised as the version's metadata says."""
+    def _crops(self, rgb: np.ndarray, detections: list[Detection], version: Version, whole: bool = False) -> np.ndarray:
+        """Grey, square crops with the margin, turned upright by the eye landmarks (when alignment is on
+        and the detector gave them), resized and normalised as the version's metadata says. `whole`:
+        the image is one face (its centre square, as training takes a face image without a box)."""
         grey = to_grey(Image.fromarray(rgb))
         spec = version.metadata.input
-        crops = np.stack([crop_face(grey, d.box, self.settings.face_margin, spec.size) for d in detections])
+        if whole:
+            return normalise(whole_face(grey, spec.size)[None], spec)
+        margin, align = self.settings.face_margin, self.settings.align_faces
+        crops = np.stack([align_and_crop(grey, d.box, d.landmarks if align else None, margin, spec.size) for d in detections])
         return normalise(crops, spec)
 
     async def PredictCrops(self, request: inference_pb2.PredictCropsRequest, context) -> inference_pb2.PredictCropsResponse:
@@ -206,9 +243,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             batch, boxes = await asyncio.to_thread(prepare)
         with clock.stage("infer"):
             logits, _ = await self._infer(version, batch)
-        probs = self._classify(logits, version)
+        probs, uncertain = self._classify(logits, version)
         return inference_pb2.PredictCropsResponse(
-            faces=[_face(box, p, version.metadata.classes) for box, p in zip(boxes, probs)],
+            faces=[_face(box, p, version.metadata.classes, 0.0, u) for box, p, u in zip(boxes, probs, uncertain)],
             model=_model_ref(version),
             timings=common_pb2.Timings(
                 decode_ms=clock.ms["decode"], infer_ms=clock.ms["infer"], total_ms=(time.perf_counter() - start) * 1000.0

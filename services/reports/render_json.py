@@ -35,6 +35,8 @@ def build_document(result: Result, report: Report, generated_at: datetime) -> di
                 "confidence": scores.get(face["label"], max(scores.values(), default=0.0)),
                 "scores": scores,
                 "detection_score": face.get("detection_score", 0.0),
+                # The top score is below the model's threshold: the label is a best guess.
+                "uncertain": bool(face.get("uncertain", False)),
             }
         )
     return {
@@ -56,7 +58,11 @@ def build_document(result: Result, report: Report, generated_at: datetime) -> di
             "timings_ms": dict(result.timings),
         },
         "model": {"name": result.model_name, "version": result.model_version, "classes": classes},
-        "summary": {"faces": len(faces), "labels": dict(Counter(f["label"] for f in faces))},
+        "summary": {
+            "faces": len(faces),
+            "labels": dict(Counter(f["label"] for f in faces)),
+            "uncertain": sum(f["uncertain"] for f in faces),
+        },
         "faces": faces,
     }
 

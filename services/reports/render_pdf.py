@@ -130,7 +130,7 @@ def _bar_chart(face: dict, classes: list[str], font: str, bold: str, width: floa
     chart.barLabels.boxAnchor = "w"
     chart.barLabels.dx = 2
     drawing.add(chart)
-    caption = f"Face {face['index']}: {face['label']} ({_pct(face['confidence'])})"
+    caption = f"Face {face['index']}: {face['label']} ({_pct(face['confidence'])})" + (", uncertain" if face.get("uncertain") else "")
     drawing.add(String(0, height - 5 * mm, caption, fontName=bold, fontSize=9, fillColor=INK))
     return drawing
 
@@ -143,7 +143,7 @@ def _faces_table(faces: list[dict], classes: list[str], s: dict) -> Table:
         box = face["box"]
         row = [
             Paragraph(str(face["index"]), s["cell"]),
-            Paragraph(escape(face["label"]), s["cellbold"]),
+            Paragraph(escape(face["label"]) + ("<br/><i>uncertain</i>" if face.get("uncertain") else ""), s["cellbold"]),
             Paragraph(f"{box['x']}, {box['y']}, {box['width']}×{box['height']}", s["cell"]),
         ]
         row += [Paragraph(_pct(face["scores"][n]), s["cellbold"] if n == face["label"] else s["cell"]) for n in classes]

@@ -33,6 +33,7 @@ def result_to_proto(row: Result) -> reports_pb2.Result:
                 label=f["label"],
                 scores=f["scores"],
                 detection_score=f.get("detection_score", 0.0),
+                uncertain=bool(f.get("uncertain", False)),
             )
             for f in row.faces
         ],
@@ -77,6 +78,7 @@ def _faces_from_request(request: reports_pb2.SaveResultRequest, classes: list[st
                 # float32 on the wire; rounded so the JSON holds what the model said, not binary noise.
                 "scores": [round(float(s), 6) for s in face.scores],
                 "detection_score": round(float(face.detection_score), 6),
+                "uncertain": bool(face.uncertain),
             }
         )
     return faces

@@ -267,6 +267,45 @@ def test_photo_without_faces_says_so(page, api, tmp_path):
     assert result.get_by_role("button", name="Download PDF report").is_enabled()
 
 
+def test_one_face_mode_and_the_uncertain_badge(page, api, photo):
+    """Ticking "The photo is one face" sends mode=face: one face, the whole photo its box. A face the
+    model is unsure of shows a visible "uncertain" badge: the test versions set no threshold, so the
+    answer is marked uncertain on its way to the page, as a version with a threshold would send it."""
+    seen = {}
+
+    def mark_uncertain(route):
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        seen["form"] = route.request.post_data_buffer or b""
+        response = route.fetch()
+        body = response.json()
+        seen["faces"] = [dict(face) for face in body.get("faces", [])]
+        for face in body.get("faces", []):
+            face["uncertain"] = True
+        route.fulfill(response=response, json=body)
+
+    user = register(api)
+    log_in(page, user["email"])
+    page.route("**/api/v1/predictions", mark_uncertain)
+    page.goto("/#/analyze")
+    page.get_by_label("Choose a photo").set_input_files(str(photo))
+    page.get_by_label("The photo is one face").check()
+    page.get_by_role("button", name="Analyse", exact=True).click()
+    result = wait_for_result(page)
+    page.unroute("**/api/v1/predictions")
+    assert b'name="mode"\r\n\r\nface' in seen["form"], seen["form"][-400:]
+    assert [face["box"] for face in seen["faces"]] == [[0, 0, 512, 512]] and seen["faces"][0]["uncertain"] is False
+    faces = result.locator("ol.faces > li")
+    assert faces.count() == 1
+    badge = faces.first.locator(".badge.uncertain")
+    assert badge.is_visible() and badge.inner_text().strip() == "uncertain"
+    assert "uncertain" in faces.first.get_by_role("heading").text_content()
+    assert "(uncertain)" in result.locator("figcaption").inner_text()
+    assert "one face" in result.locator("p.notice.info").inner_text()
+    screenshot(page, "14-uncertain-face")
+
+
 def test_another_users_result_is_not_found(page, api, photo):
     owner = register(api, "Owner")
     foreign_id = upload(api, owner, photo, notes="private")
@@ -400,6 +439,11 @@ def test_keyboard_alone_runs_an_analysis(page, api, photo):
     chooser.value.set_files(str(photo))
     page.keyboard.press("Tab")
     page.keyboard.type("typed with the keyboard")
+    page.keyboard.press("Tab")
+    assert focused(page) == "INPUT:checkbox:", "then 'The photo is one face'"
+    page.keyboard.press("Space")
+    assert page.get_by_label("The photo is one face").is_checked()
+    page.keyboard.press("Space")  # left off: the photo is searched for faces
     page.keyboard.press("Tab")
     assert focused(page) == "BUTTON:submit:Analyse"
     page.keyboard.press("Enter")

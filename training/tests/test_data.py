@@ -6,8 +6,8 @@ from PIL import Image
 
 from training.config import DataConfig
 from training.data import (
-    DataError, load_affectnet_csv, load_class_folders, load_fer2013_csv, load_ferplus, load_image_label_csv,
-    load_jaffe, load_splits, stratified_split,
+    LANDMARK_SCHEMES, DataError, landmark_scheme, load_affectnet_csv, load_class_folders, load_fer2013_csv,
+    load_ferplus, load_image_label_csv, load_jaffe, load_splits, named_splits, pick_split, stratified_split,
 )
 from training.tests.conftest import save_png, synth_faces, write_fer_csv
 
@@ -185,3 +185,36 @@ def test_stratified_split_keeps_class_shares():
     assert len(set(rest) & set(val)) == 0 and len(rest) + len(val) == len(labels)
     counts = np.bincount(labels[val], minlength=7)
     assert counts.tolist() == [10, 1, 10, 10, 10, 10, 10]
+
+
+def test_landmark_schemes_mirror_onto_themselves():
+    for k, scheme in LANDMARK_SCHEMES.items():
+        perm = np.asarray(scheme.flip)
+        assert sorted(perm.tolist()) == list(range(k)) and (perm[perm] == np.arange(k)).all()
+    assert landmark_scheme(5).flip == (1, 0, 2, 4, 3)  # eyes and mouth corners swap, the nose stays
+    ibug = landmark_scheme(68)
+    assert (ibug.flip[0], ibug.flip[36], ibug.flip[39], ibug.flip[48], ibug.flip[30]) == (16, 45, 42, 54, 30)
+    assert ibug.eyes == (36, 45)
+    with pytest.raises(DataError, match="no landmark scheme for 7 points"):
+        landmark_scheme(7)
+
+
+def test_data_without_usage_gets_a_held_out_test_split(tmp_path):
+    images, labels = synth_faces(70)
+    path = write_fer_csv(tmp_path / "train.csv", images, labels, None)  # no Usage column
+    for fmt in ("fer2013_csv", "task_csv"):
+        splits = named_splits(DataConfig(format=fmt, path=str(path)), cache_dir=tmp_path / "cache")
+        assert list(splits) == ["train", "val", "test"]
+        assert [len(s) for s in splits.values()] == [56, 7, 7]  # 10% of every class held out for test
+    with pytest.raises(DataError, match="no split 'PrivateTest' in this data; it has: train, val, test"):
+        pick_split(splits, "PrivateTest")
+
+
+def test_test_csv_keeps_its_id_column(tmp_path):
+    images, _ = synth_faces(3)
+    with open(tmp_path / "test.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "pixels"])
+        w.writerows([i, " ".join(map(str, img.ravel()))] for i, img in zip([17, 4, 99], images))
+    data = load_fer2013_csv(tmp_path / "test.csv", require_labels=False)
+    assert data.ids.tolist() == ["17", "4", "99"] and data.subset([2]).ids.tolist() == ["99"]

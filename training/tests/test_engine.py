@@ -1,14 +1,17 @@
 import csv
+import logging
 import os
 
+import numpy as np
 import pytest
 import torch
 
 from training.augment import BatchAugment, mix_batch
 from training.config import AugmentConfig, load_config
+from training.data import FaceData, Splits, landmark_scheme
 from training.engine import lr_factor, plan_epochs, train
 from training.models import ARCHITECTURES, build_model
-from training.tests.conftest import small_config
+from training.tests.conftest import small_config, synth_faces
 from ferkit.vision import InputSpec
 from tests.fixtures.databases import free_port
 
@@ -145,3 +148,41 @@ def test_shipped_recipes_load():
     assert names
     for n in names:
         load_config(os.path.join(root, n))
+
+
+# A 5-point face (eyes, nose, mouth corners; x, y in [-1, 1]) and grey levels of a dot at each point:
+# the left eye (on the viewer's left) bright, the right eye dim, so a mirrored face can be told apart.
+FIVE_POINTS = [[-0.4, -0.3], [0.4, -0.3], [0.0, 0.1], [-0.3, 0.5], [0.3, 0.5]]
+DOT_LEVELS = [255, 120, 255, 255, 255]
+
+
+def test_landmarks_move_with_the_face_and_flips_swap_left_and_right():
+    n = 64
+    faces = torch.zeros(n, 48, 48, dtype=torch.uint8)
+    for (x, y), level in zip(FIVE_POINTS, DOT_LEVELS):
+        cx, cy = int((x + 1) / 2 * 48), int((y + 1) / 2 * 48)
+        faces[:, cy - 2 : cy + 3, cx - 2 : cx + 3] = level
+    points = torch.tensor(FIVE_POINTS).expand(n, 5, 2)
+    cfg = AugmentConfig(rotate_deg=10, flip=True, brightness=0, contrast=0, erasing_p=0)
+    flip = torch.tensor(landmark_scheme(5).flip)
+    x, moved = BatchAugment(cfg, InputSpec(), torch.Generator().manual_seed(0))(faces, points, flip)
+    px = ((moved + 1) / 2 * 48).floor().long().clamp(0, 47)
+    under = x[torch.arange(n)[:, None], 0, px[..., 1], px[..., 0]]  # normalised grey under each point
+    assert (under > -0.5).all()  # every point still sits on its dot (background is -1)
+    # Labels follow the side, not the pixels: the left eye and left mouth corner stay on the left...
+    assert (moved[:, 0, 0] < moved[:, 1, 0]).all() and (moved[:, 3, 0] < moved[:, 4, 0]).all()
+    # ...so on a mirrored face the point labelled left eye sits on the (dim) right eye's dot.
+    mirrored = under[:, 0] < 0.5
+    assert 0 < int(mirrored.sum()) < n
+
+
+def test_landmark_loss_is_logged_apart(tmp_path, caplog):
+    images, labels = synth_faces(64)
+    data = FaceData(images, labels, landmarks=np.tile(np.float32(FIVE_POINTS), (64, 1, 1)))
+    splits = Splits(data.subset(range(48)), data.subset(range(48, 64)), None, "synthetic")
+    cfg = small_config(tmp_path / "unused.csv", tmp_path, epochs=1, max_steps_per_epoch=2, model__landmarks=5)
+    with caplog.at_level(logging.INFO):
+        train(cfg, splits=splits, progress=False)
+    row = _history(tmp_path)[0]
+    assert float(row["train_landmark_loss"]) > 0 and float(row["train_loss"]) > 0
+    assert "landmark loss" in caplog.text

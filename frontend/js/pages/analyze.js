@@ -65,6 +65,13 @@ export function analyzePage(ctx) {
     zone,
     preview,
     field("Notes (optional)", { multiline: true, name: "notes", rows: 3, maxlength: MAX_NOTES }, "Kept with the result and printed in its reports."),
+    h(
+      "div",
+      { class: "check" },
+      h("input", { type: "checkbox", id: "whole-face", name: "whole_face", "aria-describedby": "whole-face-hint" }),
+      h("label", { for: "whole-face" }, "The photo is one face"),
+      h("p", { class: "hint", id: "whole-face-hint" }, "For a close crop of a single face: the whole image is analysed as that face, without searching for faces."),
+    ),
     error,
     progressBox,
     h("div", { class: "actions" }, runButton),
@@ -76,6 +83,7 @@ export function analyzePage(ctx) {
     body.append("file", file, file.name);
     const notes = form.notes.value.trim();
     if (notes) body.append("notes", notes);
+    body.append("mode", form.whole_face.checked ? "face" : "detect");
     output.replaceChildren();
     progress.value = 0;
     progressLabel.textContent = "Uploading… ";

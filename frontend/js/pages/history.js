@@ -1,6 +1,7 @@
 // History: the person's past analyses, newest first, a page at a time.
 import { request } from "../api.js";
 import { formatDate, h } from "../dom.js";
+import { labelText } from "./result.js";
 
 const PAGE_SIZE = 10;
 
@@ -42,7 +43,7 @@ export async function historyPage(ctx) {
 
 function entry(item) {
   const faces = item.faces || [];
-  const labels = faces.map((face) => face.label);
+  const labels = faces.map(labelText);
   const what = faces.length ? `${faces.length === 1 ? "1 face" : `${faces.length} faces`}: ${labels.join(", ")}` : "no face found";
   return h(
     "a",

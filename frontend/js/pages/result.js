@@ -33,6 +33,8 @@ export async function resultPage(ctx) {
 
 const names = (label) => label.charAt(0).toUpperCase() + label.slice(1);
 const plural = (count, one, many) => `${count} ${count === 1 ? one : many}`;
+/** A face's label as text, with "(uncertain)" when the model's top score is below its threshold. */
+export const labelText = (face) => (face.uncertain ? `${face.label} (uncertain)` : face.label);
 
 /** The result body, used by the result page and right after an analysis. `level` is its top heading level. */
 export function resultView(prediction, ctx, level = 2) {
@@ -41,7 +43,7 @@ export function resultView(prediction, ctx, level = 2) {
   const image = h("img", {
     class: "annotated",
     alt: faces.length
-      ? `The photo with ${plural(faces.length, "face", "faces")} outlined and labelled: ${faces.map((face) => face.label).join(", ")}.`
+      ? `The photo with ${plural(faces.length, "face", "faces")} outlined and labelled: ${faces.map(labelText).join(", ")}.`
       : "The photo; no face was found in it.",
   });
   const figure = h("figure", { class: "card figure", "aria-busy": "true" }, image, h("figcaption", {}, summary(prediction)));
@@ -70,7 +72,7 @@ export function resultView(prediction, ctx, level = 2) {
 function summary(prediction) {
   const faces = prediction.faces || [];
   if (!faces.length) return "No face found.";
-  return `${plural(faces.length, "face", "faces")}: ${faces.map((face) => face.label).join(", ")}`;
+  return `${plural(faces.length, "face", "faces")}: ${faces.map(labelText).join(", ")}`;
 }
 
 function facts(prediction) {
@@ -90,7 +92,20 @@ function faceCard(face, index, thumb, hx) {
   return h(
     "article",
     { class: "card face", "aria-labelledby": `face-${index + 1}` },
-    h("div", { class: "face-head" }, thumb, hx(0, { id: `face-${index + 1}` }, `Face ${index + 1}: ${face.label}`, h("span", { class: "score" }, ` ${percent(face.scores?.[face.label] ?? 0)}`))),
+    h(
+      "div",
+      { class: "face-head" },
+      thumb,
+      hx(
+        0,
+        { id: `face-${index + 1}` },
+        `Face ${index + 1}: ${face.label}`,
+        h("span", { class: "score" }, ` ${percent(face.scores?.[face.label] ?? 0)}`),
+        // A visible word, not only a colour; read out with the heading.
+        face.uncertain ? [" ", h("span", { class: "badge uncertain" }, "uncertain")] : null,
+      ),
+    ),
+    face.uncertain ? h("p", { class: "hint" }, "The model is not sure about this face: the label is its best guess.") : null,
     h(
       "ul",
       { class: "bars", "aria-label": `Scores of face ${index + 1}` },

@@ -4,6 +4,7 @@ An upload is checked here first (header only: size, format, dimensions, frames),
 service decodes and classifies it, the reports service stores the result, and the auth service counts
 the analysis. Nothing is stored for a refused upload."""
 from datetime import datetime, timezone
+from typing import Literal
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
@@ -17,13 +18,19 @@ from services.gateway.upstreams import upstream
 
 router = APIRouter(prefix="/predictions", tags=["predictions"])
 MAX_NOTES = 2000
+# REST values of the `mode` form field -> the inference service's FaceMode.
+MODES = {"detect": inference_pb2.FACE_MODE_DETECT, "face": inference_pb2.FACE_MODE_FACE}
 
 
 class FaceOut(BaseModel):
     box: list[int] = Field(description="[x, y, width, height] in pixels of the uploaded image.")
     label: str = Field(description="The most likely expression (lower-case class name).")
     scores: dict[str, float] = Field(description="Probability of each expression; they sum to 1.")
-    detection_score: float
+    detection_score: float = Field(description="The detector's confidence; 0 when the whole image was taken as one face.")
+    uncertain: bool = Field(
+        default=False,
+        description="The top score is below the model's threshold: the label is the best guess, not a confident answer.",
+    )
 
 
 class ModelOut(BaseModel):
@@ -64,6 +71,7 @@ class PredictionOut(BaseModel):
                     label=f.label,
                     scores={name: round(float(p), 6) for name, p in zip(classes, f.scores)},
                     detection_score=round(float(f.detection_score), 4),
+                    uncertain=f.uncertain,
                 )
                 for f in result.faces
             ],
@@ -95,6 +103,11 @@ async def create_prediction(
     request: Request,
     file: UploadFile = File(description="A photo (JPEG, PNG, WebP, BMP, TIFF or GIF)."),
     notes: str = Form("", max_length=MAX_NOTES),
+    mode: Literal["detect", "face"] = Form(
+        "detect",
+        description="detect: find every face (a small image, such as a 48x48 face crop, is taken as one face); "
+        "face: the whole image is one face (a face crop or a tight portrait).",
+    ),
     user: auth_pb2.User = Depends(current_user),
 ) -> PredictionOut:
     inference, reports = upstream(request, "inference"), upstream(request, "reports")
@@ -104,7 +117,7 @@ async def create_prediction(
         info = await run_in_threadpool(images.probe, data, limits)
     except images.ImageError as exc:
         raise HTTPException(status_code=exc.status, detail=str(exc)) from None
-    reply = await inference.PredictImage(inference_pb2.PredictImageRequest(image=data, annotate=True))
+    reply = await inference.PredictImage(inference_pb2.PredictImageRequest(image=data, annotate=True, mode=MODES[mode]))
     saved = await reports.SaveResult(
         reports_pb2.SaveResultRequest(
             owner_id=user.id,

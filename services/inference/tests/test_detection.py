@@ -29,12 +29,24 @@ async def test_finds_the_astronauts_face(kind):
         faces = await detector.detect(photo)
         assert len(faces) == 1, faces
         assert overlap(faces[0].box, FACE) > 0.4, faces[0]
+        landmarks = faces[0].landmarks
+        if kind == "retinaface":
+            # Five points in the photo's pixels, inside the box: the eyes (image-left first) above the
+            # nose, the nose above the mouth's corners.
+            x, y, w, h = faces[0].box
+            assert len(landmarks) == 5 and all(x <= px <= x + w and y <= py <= y + h for px, py in landmarks), landmarks
+            (lx, ly), (rx, ry), (_, ny), (_, my1), (_, my2) = landmarks
+            assert lx < rx and max(ly, ry) < ny < min(my1, my2)
+        else:
+            assert landmarks == (), "the Haar cascade gives no landmarks: its faces stay unaligned"
         # Four times the size, detected on a copy scaled down to 1024: the box grows with the photo.
         big = np.asarray(Image.fromarray(photo).resize((2048, 2048)))
         scaled = await detector.detect(big)
         assert any(overlap(face.box, tuple(4 * v for v in FACE)) > 0.4 for face in scaled), scaled
         if kind == "retinaface":
             assert len(scaled) == 1, scaled  # Haar, the fallback, may add a false positive
+            # Landmarks are mapped back with the box: four times as far out, give or take the rounding.
+            np.testing.assert_allclose(np.array(scaled[0].landmarks), 4 * np.array(landmarks), atol=12)
         assert await detector.detect(np.full((300, 400, 3), 127, dtype=np.uint8)) == []
     finally:
         detector.close()

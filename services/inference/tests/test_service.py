@@ -15,7 +15,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from fer.v1 import common_pb2, inference_pb2
-from ferkit.vision import CLASSES, DEFAULT_MARGIN, InputSpec, crop_face, normalise, resize_grey, to_grey
+from ferkit.vision import CLASSES, InputSpec, ModelMetadata, align_and_crop, normalise, resize_grey, softmax, to_grey, whole_face
 from tests.fixtures.triton import MODEL_NAME, export_random_resnet18
 
 
@@ -25,11 +25,15 @@ def png(array: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def torchscript_probs(repo: Path, version: int, faces: np.ndarray) -> np.ndarray:
+def torchscript_logits(repo: Path, version: int, faces: np.ndarray) -> np.ndarray:
     """The exported model.pt run directly on already-normalised faces."""
     model = torch.jit.load(str(repo / MODEL_NAME / str(version) / "model.pt"), map_location="cpu").eval()
     with torch.no_grad():
-        return torch.softmax(model(torch.from_numpy(faces)), dim=1).numpy()
+        return model(torch.from_numpy(faces)).numpy()
+
+
+def torchscript_probs(repo: Path, version: int, faces: np.ndarray) -> np.ndarray:
+    return torch.softmax(torch.from_numpy(torchscript_logits(repo, version, faces)), dim=1).numpy()
 
 
 def random_crops(count: int, seed: int = 0) -> list[bytes]:
@@ -42,7 +46,7 @@ def crops_input(crops: list[bytes]) -> np.ndarray:
     return normalise(np.stack(greys), InputSpec())
 
 
-async def test_astronaut_face_matches_torchscript(inference_stub, model_repository):
+async def test_astronaut_face_matches_torchscript(inference_stub, inference_service, model_repository):
     photo = skdata.astronaut()
     reply = await inference_stub.PredictImage(inference_pb2.PredictImageRequest(image=png(photo), annotate=True))
     assert len(reply.faces) == 1, reply.faces
@@ -54,7 +58,13 @@ async def test_astronaut_face_matches_torchscript(inference_stub, model_reposito
     assert list(reply.model.classes) == list(CLASSES) and reply.model.name == MODEL_NAME
 
     box = (face.box.x, face.box.y, face.box.width, face.box.height)
-    x = normalise(crop_face(to_grey(Image.fromarray(photo)), box, DEFAULT_MARGIN, InputSpec().size)[None], InputSpec())
+    # The same detection, with RetinaFace's landmarks: the face is turned upright before cropping.
+    [detection] = await inference_service.detector.detect(photo)
+    assert detection.box == box and len(detection.landmarks) == 5
+    settings = inference_service.settings
+    assert settings.align_faces
+    crop = align_and_crop(to_grey(Image.fromarray(photo)), box, detection.landmarks, settings.face_margin, InputSpec().size)
+    x = normalise(crop[None], InputSpec())
     expected = torchscript_probs(model_repository, reply.model.version, x)[0]
     assert face.label == CLASSES[int(np.argmax(expected))]
     np.testing.assert_allclose(np.array(face.scores), expected, atol=1e-4)
@@ -183,3 +193,68 @@ async def test_triton_down_is_unavailable_and_recovers_without_restart(inference
         await asyncio.to_thread(triton.start, 120)
     reply = await inference_stub.PredictCrops(inference_pb2.PredictCropsRequest(crops=crops))
     assert len(reply.faces) == 1
+
+
+async def test_a_face_crop_is_one_face_with_the_whole_image_box(inference_stub, model_repository):
+    """A FER2013-style 48x48 crop: one face, the whole image its box (by the small-image rule, and with
+    mode=face); mode=face takes a large photo whole too; an unknown mode is INVALID_ARGUMENT."""
+    photo = skdata.astronaut()
+    crop = np.asarray(Image.fromarray(photo).crop((160, 40, 290, 190)).convert("L").resize((48, 48)))
+    for mode in (inference_pb2.FACE_MODE_UNSPECIFIED, inference_pb2.FACE_MODE_FACE):
+        reply = await inference_stub.PredictImage(inference_pb2.PredictImageRequest(image=png(crop), mode=mode, annotate=True))
+        assert len(reply.faces) == 1, (mode, reply.faces)
+        face = reply.faces[0]
+        assert (face.box.x, face.box.y, face.box.width, face.box.height) == (0, 0, 48, 48)
+        assert face.detection_score == 0.0 and "one face" in reply.message
+        expected = torchscript_probs(model_repository, reply.model.version, normalise(whole_face(crop)[None], InputSpec()))
+        np.testing.assert_allclose(np.array(face.scores), expected[0], atol=1e-4)
+
+    reply = await inference_stub.PredictImage(inference_pb2.PredictImageRequest(image=png(photo), mode=inference_pb2.FACE_MODE_FACE))
+    assert [(f.box.x, f.box.y, f.box.width, f.box.height) for f in reply.faces] == [(0, 0, 512, 512)]
+    expected = torchscript_probs(model_repository, reply.model.version,
+                                 normalise(whole_face(to_grey(Image.fromarray(photo)))[None], InputSpec()))
+    np.testing.assert_allclose(np.array(reply.faces[0].scores), expected[0], atol=1e-4)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await inference_stub.PredictImage(inference_pb2.PredictImageRequest(image=png(crop), mode=7))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "mode" in caught.value.details()
+
+
+async def test_a_versions_temperature_and_threshold_are_served(inference_stub, model_repository):
+    """A version whose metadata.json says temperature 3 and an uncertain_below threshold between its
+    answers' top scores: its scores are softmax(logits / 3), the faces under the threshold are
+    uncertain and the others not, and every label stays the top class."""
+    version_dir = await asyncio.to_thread(export_random_resnet18, model_repository, 5)
+    version = int(version_dir.name)
+    crops = random_crops(4, seed=5)
+    logits = torchscript_logits(model_repository, version, crops_input(crops))
+    expected = softmax(logits, 3.0)
+    tops = np.sort(expected.max(axis=1))
+    gap = int(np.argmax(np.diff(tops)))  # the threshold sits in the widest gap between top scores
+    assert tops[gap + 1] - tops[gap] > 1e-3, tops
+    threshold = float(tops[gap] + tops[gap + 1]) / 2
+    meta_path = version_dir / "metadata.json"
+    meta = ModelMetadata.load(meta_path)
+    meta.temperature, meta.uncertain_below = 3.0, threshold
+    meta.save(meta_path)
+    await inference_stub.LoadModel(inference_pb2.ModelVersionRequest(name=MODEL_NAME, version=version))
+
+    reply = await inference_stub.PredictCrops(inference_pb2.PredictCropsRequest(crops=crops, model_version=version))
+    np.testing.assert_allclose([list(f.scores) for f in reply.faces], expected, atol=1e-4)
+    flags = [f.uncertain for f in reply.faces]
+    assert flags == (expected.max(axis=1) < threshold).tolist() and any(flags) and not all(flags)
+    assert [f.label for f in reply.faces] == [CLASSES[i] for i in logits.argmax(axis=1)]
+
+    # The same through PredictImage: a 56x64 crop is one face (its centre square, not stretched).
+    for crop in crops:
+        x = normalise(whole_face(to_grey(Image.open(io.BytesIO(crop))))[None], InputSpec())
+        scores = softmax(torchscript_logits(model_repository, version, x), 3.0)[0]
+        whole = await inference_stub.PredictImage(inference_pb2.PredictImageRequest(image=crop, model_version=version))
+        assert len(whole.faces) == 1
+        np.testing.assert_allclose(whole.faces[0].scores, scores, atol=1e-4)
+        if abs(scores.max() - threshold) > 1e-3:
+            assert whole.faces[0].uncertain == bool(scores.max() < threshold)
+
+    # The promoted version (metadata defaults: temperature 1, threshold 0) never marks a face.
+    default = await inference_stub.PredictCrops(inference_pb2.PredictCropsRequest(crops=crops))
+    assert not any(f.uncertain for f in default.faces)

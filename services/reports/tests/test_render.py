@@ -49,3 +49,24 @@ def test_json_document_shape():
     assert [f["index"] for f in doc["faces"]] == [1, 2] and doc["faces"][1]["label"] == "disgust"
     assert doc["faces"][0]["scores"] == dict(zip(CLASSES, [0.7] + [0.05] * 6))
     assert doc["result"]["image"] == {"width": 512, "height": 512, "content_type": "image/jpeg"}
+
+
+def test_uncertain_faces_are_marked_in_json_and_pdf():
+    doc = document(2, "")
+    doc["faces"][1]["uncertain"] = True
+    parsed = json.loads(render_json(doc, b""))
+    assert [f["uncertain"] for f in parsed["faces"]] == [False, True]
+    text = " ".join(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(render_pdf(doc, sample_png()))).pages).split())
+    assert "Face 2: disgust (70.0%), uncertain" in text
+    assert "Face 1: angry (70.0%), uncertain" not in text
+
+
+def test_stored_uncertain_flag_reaches_the_document():
+    result = Result(
+        id="r", owner_id="o", created_at=WHEN, model_name="m", model_version=1, model_classes=list(CLASSES),
+        faces=[{"box": [0, 0, 4, 4], "label": "sad", "scores": [1 / 7] * 7, "uncertain": True},
+               {"box": [0, 0, 4, 4], "label": "sad", "scores": [1 / 7] * 7}],  # stored before the flag existed
+        timings={}, notes="", message="", filename="", image_width=4, image_height=4, original_content_type="image/png",
+    )
+    doc = build_document(result, Report(id="report-2", format="json", created_at=WHEN), WHEN)
+    assert [f["uncertain"] for f in doc["faces"]] == [True, False] and doc["summary"]["uncertain"] == 1

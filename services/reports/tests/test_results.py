@@ -41,6 +41,16 @@ async def test_save_and_get_round_trip(stub):
     assert got.created_at.seconds > 0
 
 
+async def test_uncertain_flag_is_kept(stub):
+    me = owner()
+    request = sample_result(me, labels=("happy", "sad"))
+    request.faces[1].uncertain = True
+    saved = await stub.SaveResult(request)
+    assert [f.uncertain for f in saved.faces] == [False, True]
+    got = await stub.GetResult(reports_pb2.GetResultRequest(owner_id=me, id=saved.id))
+    assert [f.uncertain for f in got.faces] == [False, True] and [f.label for f in got.faces] == ["happy", "sad"]
+
+
 async def test_large_images_are_kept_whole(stub, reports_service):
     from sqlalchemy import select
 

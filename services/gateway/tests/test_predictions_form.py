@@ -1,0 +1,101 @@
+"""POST /api/v1/predictions in the gateway alone (its upstream stubs replaced, no services): the `mode`
+form field reaches the inference service as FaceMode, an unknown mode is a 422 before anything is
+called, and each face's `uncertain` flag is in the REST response."""
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from fer.v1 import auth_pb2, common_pb2, inference_pb2, reports_pb2
+from ferkit.vision import CLASSES
+from services.gateway.app import create_app
+from services.gateway.config import Settings
+from services.gateway.security import current_user
+from tests.fixtures.reports import sample_png
+
+API = "/api/v1"
+
+
+def faces() -> list[common_pb2.FacePrediction]:
+    sure = [0.02, 0.01, 0.02, 0.88, 0.03, 0.02, 0.02]
+    unsure = [0.1, 0.05, 0.2, 0.1, 0.3, 0.1, 0.15]
+    return [
+        common_pb2.FacePrediction(box=common_pb2.Box(x=1, y=2, width=30, height=30), label="happy", scores=sure, detection_score=0.99),
+        common_pb2.FacePrediction(box=common_pb2.Box(x=40, y=2, width=30, height=30), label="sad", scores=unsure,
+                                  detection_score=0.9, uncertain=True),
+    ]
+
+
+class Upstream:
+    """Records each call; answers as the real services would."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    async def PredictImage(self, request):
+        self.calls.append(("PredictImage", request))
+        return inference_pb2.PredictImageResponse(
+            faces=faces(), model=common_pb2.ModelRef(name="fer", version=2, classes=list(CLASSES)),
+            timings=common_pb2.Timings(total_ms=5.0), annotated_png=b"png", image_width=64, image_height=64,
+        )
+
+    async def SaveResult(self, request):
+        self.calls.append(("SaveResult", request))
+        return reports_pb2.Result(id="result-1", owner_id=request.owner_id, model=request.model, faces=request.faces,
+                                  timings=request.timings, notes=request.notes, filename=request.filename,
+                                  image_width=request.image_width, image_height=request.image_height, message=request.message)
+
+    async def RecordUsage(self, request):
+        self.calls.append(("RecordUsage", request))
+        return common_pb2.Empty()
+
+
+@pytest.fixture
+async def gateway():
+    app = create_app(Settings(frontend_dir="/nonexistent/frontend"))
+    upstream = Upstream()
+    # No lifespan: the upstreams are the fake, the caller is a fixed account.
+    app.state.upstreams = SimpleNamespace(auth=upstream, inference=upstream, reports=upstream)
+    app.dependency_overrides[current_user] = lambda: auth_pb2.User(id="user-1", email="a@example.com")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+        client.upstream = upstream
+        yield client
+
+
+async def post(client, mode: str | None):
+    data = {"mode": mode} if mode is not None else None
+    return await client.post(f"{API}/predictions", files={"file": ("face.png", sample_png(), "image/png")}, data=data)
+
+
+@pytest.mark.parametrize(("mode", "sent"), [(None, inference_pb2.FACE_MODE_DETECT), ("detect", inference_pb2.FACE_MODE_DETECT),
+                                            ("face", inference_pb2.FACE_MODE_FACE)])
+async def test_mode_reaches_the_inference_service(gateway, mode, sent):
+    reply = await post(gateway, mode)
+    assert reply.status_code == 201, reply.text
+    predict = [request for name, request in gateway.upstream.calls if name == "PredictImage"]
+    assert len(predict) == 1 and predict[0].mode == sent
+
+
+async def test_uncertain_is_in_the_rest_response_and_stored(gateway):
+    reply = await post(gateway, "detect")
+    assert reply.status_code == 201, reply.text
+    body = reply.json()
+    assert [face["uncertain"] for face in body["faces"]] == [False, True]
+    assert [face["label"] for face in body["faces"]] == ["happy", "sad"], "the label stays"
+    saved = [request for name, request in gateway.upstream.calls if name == "SaveResult"]
+    assert [face.uncertain for face in saved[0].faces] == [False, True]
+
+
+async def test_an_unknown_mode_is_422_and_nothing_is_called(gateway):
+    for mode in ("faces", "DETECT", "whole"):
+        reply = await post(gateway, mode)
+        assert reply.status_code == 422, (mode, reply.text)
+        assert "mode" in str(reply.json()["detail"])
+    assert gateway.upstream.calls == []
+
+
+def test_the_openapi_schema_documents_mode_and_uncertain():
+    schema = create_app(Settings(frontend_dir="/nonexistent/frontend")).openapi()
+    assert "uncertain" in schema["components"]["schemas"]["FaceOut"]["properties"]
+    form = next(s for name, s in schema["components"]["schemas"].items() if name.startswith("Body_create_prediction"))
+    assert form["properties"]["mode"]["enum"] == ["detect", "face"]
