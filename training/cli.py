@@ -74,7 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg.out_dir = args.out
     _setup_logging(str(Path(cfg.out_dir) / "train.log"))
     result = train(cfg, resume=args.resume, cache_dir=args.cache_dir, progress=not args.no_progress,
-                   stop_after=args.stop_after)
+                   stop_after=args.stop_after, init_from=args.init_from)
     log.info("done: best validation accuracy %.4f at epoch %d; checkpoints in %s",
              result["best_acc"], result["best_epoch"], result["out_dir"])
     return 0
@@ -269,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a recipe key, e.g. --set epochs=5 --set optim.lr=0.05")
     t.add_argument("--out", help="output directory (default: the recipe's out_dir)")
     t.add_argument("--resume", help="checkpoint to continue from (e.g. runs/x/last.pt)")
+    t.add_argument("--init-from", help="start from this checkpoint's weights with a new schedule (SGDR-style restart)")
     t.add_argument("--stop-after", type=int, help="stop after N epochs of this call (continue with --resume)")
     t.add_argument("--cache-dir", default="runs/cache", help="where parsed datasets are cached")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")

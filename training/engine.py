@@ -304,6 +304,18 @@ class Trainer:
         self.best_epoch = int(ck["best_epoch"])
         log.info("resumed from %s at epoch %d (best %.4f at %d)", path, self.epoch, self.best_acc, self.best_epoch)
 
+    def warm_start(self, path: str | Path) -> None:
+        """Start from a checkpoint's selected weights with a fresh optimizer and a new warm-up plus
+        cosine cycle (SGDR-style): a later run continues a model instead of starting over."""
+        ck = torch.load(path, map_location=self.device, weights_only=False)
+        if ck.get("architecture", self.arch_name) != self.arch_name:
+            raise ValueError(f"{path} holds a {ck.get('architecture')} model; this recipe trains {self.arch_name}")
+        self.model.load_state_dict(ck["selected"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(ck["selected"])
+        log.info("warm start from %s (its epoch %d, validation accuracy %.4f): a new %d-epoch cycle",
+                 path, int(ck.get("epoch", 0)), float(ck.get("best_acc", 0.0)), self.planned_epochs)
+
     # -- one epoch ---------------------------------------------------------------------------
     def _order(self) -> torch.Tensor:
         n = len(self.train_x)
@@ -490,11 +502,16 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None, splits: Splits | None = None,
-          cache_dir: str | Path | None = None, progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+          cache_dir: str | Path | None = None, progress: bool = True, stop_after: int | None = None,
+          init_from: str | Path | None = None) -> dict[str, Any]:
+    if resume and init_from:
+        raise ValueError("use --resume to continue a run or --init-from to start a new cycle, not both")
     trainer = Trainer(cfg, splits=splits, cache_dir=cache_dir, progress=progress)
     try:
         if resume:
             trainer.resume(resume)
+        if init_from:
+            trainer.warm_start(init_from)
         return trainer.fit(stop_after=stop_after)
     finally:
         if trainer.dist.owns_group and dist.is_initialized():

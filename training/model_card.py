@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ferkit.vision import ModelMetadata
+from training.evaluate import FER_LIBRARY_ACCURACY, TARGET_ACCURACY
 
 LIMITS = (
     "Input is a 48x48 grey face: colour is discarded and small or distant faces are upscaled, so fine "
@@ -52,6 +53,11 @@ def model_card(meta: ModelMetadata, single_pass: str = "PrivateTest", served: st
         if isinstance(m, dict) and "accuracy" in m:
             tag = " (served)" if label == served else (" (single pass)" if label == single_pass else "")
             lines.append(f"| {label}{tag} | {_pct(m['accuracy'])} | {_pct(m.get('macro_f1'))} |")
+    if served in metrics:
+        acc = 100 * metrics[served]["accuracy"]
+        lines += ["", f"Served accuracy {acc:.1f}% against the `fer` library's {FER_LIBRARY_ACCURACY}% (mini-Xception, "
+                  f"measured on the same split) and the project's {TARGET_ACCURACY}% target: "
+                  f"{acc - FER_LIBRARY_ACCURACY:+.1f} and {acc - TARGET_ACCURACY:+.1f} points."]
     shown = metrics.get(served) or metrics.get(single_pass)
     if shown and "per_class" in shown:
         lines += ["", f"### Per class ({served if served in metrics else single_pass})", "",
@@ -60,12 +66,16 @@ def model_card(meta: ModelMetadata, single_pass: str = "PrivateTest", served: st
             lines.append(f"| {c} | {_pct(pc['precision'])} | {_pct(pc['recall'])} | {_pct(pc['f1'])} | {pc['support']} |")
     cal = metrics.get("calibration")
     if cal:
-        lines += ["", "## Calibration", "",
-                  f"Temperature {cal['temperature']:.3f}, fitted on {cal.get('fitted_on', 'the validation split')}. "
-                  f"Expected calibration error on {cal.get('reported_on', 'the test split')}: "
-                  f"{_pct(cal['ece_before'])} before, {_pct(cal['ece_after'])} after. "
-                  f"{_pct(cal['uncertain_share'])} of faces fall below {cal['uncertain_below']:g} and are flagged "
-                  f"uncertain; they are right {_pct(cal['uncertain_accuracy'])} of the time, the others "
-                  f"{_pct(cal['confident_accuracy'])}."]
+        # export_version takes any calibration dict: only the temperature and threshold are certain to be in it.
+        text = (f"Temperature {cal.get('temperature', meta.temperature):.3f}, fitted on "
+                f"{cal.get('fitted_on', 'the validation split')}.")
+        if "ece_before" in cal and "ece_after" in cal:
+            text += (f" Expected calibration error on {cal.get('reported_on', 'the test split')}: "
+                     f"{_pct(cal['ece_before'])} before, {_pct(cal['ece_after'])} after.")
+        if "uncertain_share" in cal:
+            text += (f" {_pct(cal['uncertain_share'])} of faces fall below "
+                     f"{cal.get('uncertain_below', meta.uncertain_below):g} and are flagged uncertain; they are right "
+                     f"{_pct(cal.get('uncertain_accuracy'))} of the time, the others {_pct(cal.get('confident_accuracy'))}.")
+        lines += ["", "## Calibration", "", text]
     lines += ["", "## Limits", ""] + [f"- {item}" for item in LIMITS]
     return "\n".join(lines) + "\n"

@@ -33,7 +33,9 @@ def test_loss_falls_and_accuracy_rises(trained):
 
 
 def test_resume_continues_where_it_stopped(fer_csv, tmp_path):
-    kw = dict(epochs=2, max_steps_per_epoch=2)
+    # fp32 and the default layout: the comparison is near-exact, and oneDNN's bf16 kernels are not
+    # promised to be bit-reproducible (the CPU speed-ups have tests of their own in test_speed.py).
+    kw = dict(epochs=2, max_steps_per_epoch=2, cpu_bf16=False, channels_last=False)
     straight = train(small_config(fer_csv, tmp_path / "a", **kw), progress=False)
     stopped = train(small_config(fer_csv, tmp_path / "b", **kw), progress=False, stop_after=1)
     assert stopped["epochs"] == 1

@@ -33,3 +33,23 @@ def test_speed_benchmark_times_every_variant(fer_csv, tmp_path):
     res = bench_training_speed(cfg, steps=2, rounds=1, warmup=1)
     assert list(res["images_per_s"]) == ["fp32", "channels_last", "channels_last+bf16"]
     assert all(v > 0 for v in res["images_per_s"].values()) and res["speedup"]["fp32"] == 1.0
+
+
+def test_warm_start_takes_the_weights_and_starts_a_new_cycle(trained, fer_csv, tmp_path):
+    from training.engine import train
+
+    run, _ = trained
+    cfg = small_config(fer_csv, tmp_path / "again", epochs=1)
+    trainer = Trainer(cfg, progress=False)
+    trainer.warm_start(run / "best.pt")
+    selected = torch.load(run / "best.pt", weights_only=False)["selected"]
+    for key, value in trainer.model.state_dict().items():
+        torch.testing.assert_close(value, selected[key])
+    assert trainer.epoch == 0 and trainer.scheduler.last_epoch == 0  # a fresh schedule
+    other = small_config(fer_csv, tmp_path / "other", model__stem="s1pool")
+    try:
+        Trainer(other, progress=False).warm_start(run / "best.pt")
+        raise AssertionError("a checkpoint of another architecture was accepted")
+    except ValueError as exc:
+        assert "resnet18-standard-stem" in str(exc)
+    assert train(cfg, init_from=run / "best.pt", progress=False)["epochs"] == 1

@@ -79,7 +79,7 @@ async def test_json_report_end_to_end(client):
     assert face["label"] == "sad" and face["confidence"] == pytest.approx(0.88)
     assert set(face["scores"]) == set(doc["model"]["classes"]) and sum(face["scores"].values()) == pytest.approx(1.0)
     assert face["box"] == {"x": 172, "y": 40, "width": 110, "height": 130}
-    assert doc["summary"] == {"faces": 1, "labels": {"sad": 1}}
+    assert doc["summary"] == {"faces": 1, "labels": {"sad": 1}, "uncertain": 0}
     image = doc["annotated_image"]
     assert image["sha256"] == hashlib.sha256(png).hexdigest()
     assert doc["report"]["generated_at"].endswith("Z")
