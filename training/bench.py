@@ -12,7 +12,7 @@ import torch
 
 from training.config import TrainConfig
 from training.data import FaceData
-from training.engine import Trainer
+from training.engine import Trainer, cpu_has_bf16
 from training.evaluate import LoadedModel, evaluate
 
 
@@ -77,7 +77,7 @@ def bench_training_speed(cfg: TrainConfig, variants=("fp32", "channels_last", "c
     return {"images_per_s": results, "speedup": {k: v / base for k, v in results.items()},
             "baseline": variants[0], "steps": len(batches), "rounds": rounds, "batch_size": cfg.batch_size,
             "threads": torch.get_num_threads(), "architecture": trainers[variants[0]].arch_name,
-            "bf16_native": trainers[variants[-1]].use_bf16}
+            "bf16_native": cpu_has_bf16()}
 
 
 def bench_pipeline(cfg: TrainConfig, steps: int = 40, warmup: int = 3, splits=None,
