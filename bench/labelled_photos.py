@@ -35,6 +35,7 @@ from ferkit.vision import CLASSES
 
 API = "/api/v1"
 MODES = ("detect", "face")
+UNAVAILABLE_RETRIES = 10  # 503 answers retried per photo before it counts as failed
 
 
 class BadInput(Exception):
@@ -230,13 +231,19 @@ class Session:
     async def predict(self, item: Item, mode: str) -> httpx.Response:
         data = item.path.read_bytes()
         kind = mimetypes.guess_type(item.path.name)[0] or "application/octet-stream"
-        for attempt in range(2):
+        refreshed = False
+        for attempt in range(UNAVAILABLE_RETRIES + 1):
             token = self.tokens["access_token"]
             reply = await self.client.post(f"{API}/predictions", headers=self.headers, files={"file": (item.path.name, data, kind)},
                                            data={"mode": mode, "notes": "labelled-photos run"})
-            if reply.status_code != 401 or attempt:
+            if reply.status_code == 401 and not refreshed:
+                refreshed = True
+                await self.refresh(token)
+            elif reply.status_code == 503 and attempt < UNAVAILABLE_RETRIES:
+                # The platform says "retry shortly" (e.g. the model is still loading): do as it says.
+                await asyncio.sleep(min(10.0, float(reply.headers.get("retry-after", "1") or 1)))
+            else:
                 return reply
-            await self.refresh(token)
         return reply
 
 

@@ -115,8 +115,8 @@ def face_square(box: tuple[int, int, int, int], margin: float = DEFAULT_MARGIN) 
     x, y, w, h = (float(v) for v in box)
     if w <= 0 or h <= 0:
         raise ValueError(f"face box needs a positive width and height, got {tuple(box)!r}")
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
+    if margin <= -0.5:
+        raise ValueError(f"margin must be above -0.5 (a negative margin crops inside the box), got {margin}")
     side = max(w, h) * (1.0 + 2.0 * margin)
     cx, cy = x + w / 2.0, y + h / 2.0
     return int(np.floor(cx - side / 2.0)), int(np.floor(cy - side / 2.0)), max(1, int(round(side)))

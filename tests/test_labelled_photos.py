@@ -102,7 +102,8 @@ def test_summary_accuracy_recall_and_uncertain():
 
 class FakeGateway:
     """Answers like services/gateway: register 201, token 200, predictions 201 with faces; the first
-    upload after login finds its access token expired (401) and must refresh it."""
+    upload after login finds its access token expired (401) and must refresh it; the first upload of
+    d.jpg meets a platform that is still loading its model (503, retry at once)."""
 
     def __init__(self, answers: dict[str, list[dict]]) -> None:
         self.answers = answers
@@ -110,6 +111,7 @@ class FakeGateway:
         self.refreshed = 0
         self.expired_once = False
         self.access = "access-1"
+        self.unavailable = {"d.jpg"}
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -136,6 +138,9 @@ class FakeGateway:
             mode = body.split(b'name="mode"\r\n\r\n')[1].split(b"\r\n")[0].decode()
             self.modes.append(mode)
             name = body.split(b'filename="')[1].split(b'"')[0].decode()
+            if name in self.unavailable:
+                self.unavailable.discard(name)
+                return httpx.Response(503, json={"detail": "no model is deployed yet"}, headers={"Retry-After": "0"})
             return httpx.Response(201, json={"id": name, "faces": self.answers[name], "model": {"name": "fer", "version": 3}, "message": ""})
         return httpx.Response(404, json={"detail": "not found"})
 
@@ -155,7 +160,7 @@ def test_a_run_against_a_fake_gateway(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "4/4" in printed and "model: fer version 3" in printed
     assert "accuracy: 50.0%" in printed and "no face found: 1" in printed
-    assert gateway.modes == ["face"] * 4 and gateway.refreshed == 1
+    assert gateway.modes == ["face"] * 5 and gateway.refreshed == 1 and not gateway.unavailable  # d.jpg retried
     figures = json.loads(out.read_text())
     assert figures["correct"] == 2 and figures["per_class"]["happy"]["recall"] == 1.0 and figures["extra"]["tag"] == "align on"
     assert sorted(w["photo"] for w in figures["extra"]["wrong"]) == ["c.jpg", "d.jpg"]

@@ -36,7 +36,7 @@ class Settings(ServiceSettings):
     max_faces: int = 32
     # Room around a detector box on every side, as a fraction of its longer side (ferkit.vision's
     # DEFAULT_MARGIN: 0.0, calibrated so detector crops frame faces as FER2013 does).
-    face_margin: float = Field(default=DEFAULT_MARGIN, ge=0.0, le=1.0)
+    face_margin: float = Field(default=DEFAULT_MARGIN, ge=-0.25, le=1.0)
     # Turn each face upright (eyes level) before cropping, from RetinaFace's landmarks; the Haar
     # fallback gives none, so its faces stay unaligned.
     align_faces: bool = True
