@@ -29,7 +29,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         return loss
 
     opt.step(closure)
-    return float(log_t.exp())
+    return float(log_t.detach().exp())
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
