@@ -130,11 +130,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     calibration = None
     if args.calibrate_on:
         from training.calibrate import calibration_report
+        from training.data import pick_split
         from training.evaluate import load_model
 
         loaded = load_model(args.checkpoint)
-        val = _fer_split(args.data, args.calibrate_on, args.cache_dir)
-        test = _fer_split(args.data, args.report_on, args.cache_dir)
+        splits = _data_splits(args.data, args.cache_dir)  # read once for both splits
+        val, test = pick_split(splits, args.calibrate_on), pick_split(splits, args.report_on)
         calibration = calibration_report(loaded.logits(val.images, tta=args.tta), val.labels,
                                          loaded.logits(test.images, tta=args.tta), test.labels, args.uncertain_below)
         calibration.update(fitted_on=args.calibrate_on, reported_on=args.report_on)

@@ -28,15 +28,16 @@ def synth_faces(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_fer_csv(path: Path, images: np.ndarray, labels: np.ndarray | None, usage: list[str] | None,
-                  gz: bool = False) -> Path:
-    header = (["emotion"] if labels is not None else []) + ["pixels"] + (["Usage"] if usage else [])
+                  gz: bool = False, ids: list | None = None) -> Path:
+    """FER2013 layout; `ids` adds a leading `id` column (a task test.csv)."""
+    header = (["id"] if ids else []) + (["emotion"] if labels is not None else []) + ["pixels"] + (["Usage"] if usage else [])
     opener = (lambda: gzip.open(path, "wt", newline="")) if gz else (lambda: open(path, "w", newline=""))
     with opener() as fh:
         w = csv.writer(fh)
         w.writerow(header)
         for i, img in enumerate(images):
-            row = ([int(labels[i])] if labels is not None else []) + [" ".join(map(str, img.ravel()))]
-            w.writerow(row + ([usage[i]] if usage else []))
+            row = ([ids[i]] if ids else []) + ([int(labels[i])] if labels is not None else [])
+            w.writerow(row + [" ".join(map(str, img.ravel()))] + ([usage[i]] if usage else []))
     return path
 
 

@@ -212,9 +212,6 @@ def test_data_without_usage_gets_a_held_out_test_split(tmp_path):
 
 def test_test_csv_keeps_its_id_column(tmp_path):
     images, _ = synth_faces(3)
-    with open(tmp_path / "test.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "pixels"])
-        w.writerows([i, " ".join(map(str, img.ravel()))] for i, img in zip([17, 4, 99], images))
+    write_fer_csv(tmp_path / "test.csv", images, None, None, ids=[17, 4, 99])
     data = load_fer2013_csv(tmp_path / "test.csv", require_labels=False)
     assert data.ids.tolist() == ["17", "4", "99"] and data.subset([2]).ids.tolist() == ["99"]

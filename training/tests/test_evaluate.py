@@ -163,10 +163,7 @@ def test_cli_bad_input_is_one_error_line_and_exit_2(case, message, tmp_path, cap
 
 def test_submission_uses_the_test_files_ids(tmp_path):
     images, _ = synth_faces(3)
-    with open(tmp_path / "test.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "pixels"])
-        w.writerows([i, " ".join(map(str, img.ravel()))] for i, img in zip([17, 4, 99], images))
+    write_fer_csv(tmp_path / "test.csv", images, None, None, ids=[17, 4, 99])
     model = _checkpoint(tmp_path / "m.pt")
     assert main(["submit", str(model), str(tmp_path / "test.csv"), "--out", str(tmp_path / "sub.csv")]) == 0
     rows = list(csv.reader(open(tmp_path / "sub.csv")))
