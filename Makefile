@@ -34,7 +34,7 @@ k8s: ## regenerate k8s/ and the chart's copies of the alert rules and dashboard
 	bash scripts/render-k8s.sh
 
 deploy-check: deploy-tools ## helm lint/template + schema validation, k8s/ in step, promtool, Job launcher
-	$(PY) -m pytest tests/deploy services/inference/tests/test_training_jobs.py -q
+	$(PY) -m pytest tests/deploy services/inference/tests/training -q
 
 gen/.stamp: $(wildcard protos/fer/v1/*.proto) | $(VENV)/.installed
 	rm -rf gen && mkdir -p gen

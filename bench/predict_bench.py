@@ -8,6 +8,10 @@ the result in the reports service, the usage count, transfers).
 Without --url it starts the whole platform (scripts/dev.py) on spare ports in a temp folder and
 stops it afterwards; with --url it uses a running one (e.g. `make dev`).
 
+The peer: the `fer` library (Haar cascade + mini-Xception) on the same photos, one at a time in one
+process, measured first on the same quiet machine. It needs TensorFlow, so it runs from its own virtual
+environment (var/bench/fer-venv, created on the first run from PyPI; --no-peer skips it).
+
     python -m bench.predict_bench [--photos ../shared/data/photos] [--requests 48] [--json out.json]
 """
 from __future__ import annotations
@@ -32,6 +36,11 @@ from scripts.dev import Ports
 
 ROOT = Path(__file__).resolve().parents[1]
 API = "/api/v1"
+PEER_VENV = ROOT / "var" / "bench" / "fer-venv"
+# `fer` without its declared extras (facenet-pytorch would pull a second torch; moviepy is for videos).
+PEER_PACKAGES = ["tensorflow-cpu==2.20.0", "opencv-python-headless==4.14.0.94", "pandas", "tqdm", "requests", "Pillow",
+                 "setuptools<81"]
+PEER_VERSION = "fer==25.10.3"
 
 
 def photos_in(folder: Path) -> list[tuple[str, bytes]]:
@@ -39,6 +48,26 @@ def photos_in(folder: Path) -> list[tuple[str, bytes]]:
     if not files:
         raise SystemExit(f"no photos (*.jpg, *.png) under {folder}")
     return [(p.name, p.read_bytes()) for p in files]
+
+
+def peer_python() -> Path:
+    """The `fer` library's own interpreter; creates its virtual environment on the first run."""
+    python, stamp = PEER_VENV / "bin" / "python", PEER_VENV / f".installed-{PEER_VERSION}"
+    if not stamp.exists():
+        print(f"installing {PEER_VERSION} and TensorFlow into {PEER_VENV} (once, about a minute)", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEER_VENV)], check=True)
+        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, "--no-deps", PEER_VERSION], check=True)
+        subprocess.run([*pip, *PEER_PACKAGES], check=True)
+        stamp.touch()
+    return python
+
+
+def run_peer(photos: Path, requests: int) -> dict:
+    print("the fer library, one process, one photo at a time ...", file=sys.stderr)
+    out = subprocess.run([str(peer_python()), str(ROOT / "bench" / "fer_peer.py"), str(photos), "--requests", str(requests)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def start_platform(port_base: int, var: Path, repository: Path | None) -> subprocess.Popen:
@@ -138,6 +167,23 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def comparison(rows: list[dict], peer: dict) -> str:
+    """The platform against the `fer` library: throughput at the highest concurrency (target >= 2x) and
+    latency one at a time (target: p50 below fer's per-photo time)."""
+    top = max(rows, key=lambda r: r["concurrency"])
+    lines = [
+        f"fer library: {peer['photos_per_s']:.1f} photos/s, p50 {peer['p50_ms']:.0f} ms, p99 {peer['p99_ms']:.0f} ms, "
+        f"{peer['faces'] / peer['requests']:.1f} faces/photo",
+        f"platform at concurrency {top['concurrency']}: {top['images_per_s']:.1f} photos/s = "
+        f"{top['images_per_s'] / peer['photos_per_s']:.2f}x fer (target >= 2x)",
+    ]
+    single = next((r for r in rows if r["concurrency"] == 1), None)
+    if single:
+        lines.append(f"platform at concurrency 1: p50 {single['p50_ms']:.0f} ms = {single['p50_ms'] / peer['p50_ms']:.2f}x "
+                     f"fer's per-photo p50 (target < 1x)")
+    return "\n".join(lines)
+
+
 async def bench(url: str, photos, levels: list[int], requests: int) -> list[dict]:
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
         deadline = time.monotonic() + 120
@@ -169,8 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=48, help="uploads per concurrency level")
     parser.add_argument("--port-base", type=int, default=0, help="default: the first free block from 20000")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--no-peer", action="store_true", help="skip the fer library's figures")
     args = parser.parse_args(argv)
     photos = photos_in(args.photos)
+    # First, before the platform starts, so both run on the same quiet machine.
+    peer = None if args.no_peer else run_peer(args.photos, args.requests)
     levels = [int(c) for c in args.concurrency.split(",")]
     url, proc, var = args.url, None, None
     if not url:
@@ -196,9 +245,11 @@ def main(argv: list[str] | None = None) -> int:
             stop_platform(proc)
             shutil.rmtree(var, ignore_errors=True)
     print(table(rows))
+    if peer:
+        print(comparison(rows, peer))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"rows": rows, "photos": len(photos)}, indent=2))
+        args.json.write_text(json.dumps({"rows": rows, "photos": len(photos), "fer": peer}, indent=2))
     return 0
 
 

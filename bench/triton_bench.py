@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from ferkit import modelrepo
-    from services.inference.local_triton import LocalTriton
+    from scripts.local_triton import LocalTriton
 
     # The same number of torch threads on both sides, or the comparison says nothing.
     torch.set_num_threads(args.threads)

@@ -14,15 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ferkit.vision import to_grey
+from ferkit.limits import IMAGE_MAX_PIXELS, IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, UPLOAD_MAX_BYTES
+from ferkit.vision import has_alpha, over_white, to_grey
 
 # What browsers and cameras produce; anything else Pillow can read is refused with 415.
 ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF")
-DEFAULT_MAX_BYTES = 10 * 1024 * 1024
-# 40 MP covers every phone camera; a small file that claims more is a decompression bomb.
-DEFAULT_MAX_PIXELS = 40_000_000
-DEFAULT_MAX_SIDE = 12_000
-MIN_SIDE = 8
+ORIENTATION_TAG = 0x0112
 
 
 class ImageError(ValueError):
@@ -35,9 +32,9 @@ class ImageError(ValueError):
 
 @dataclass(frozen=True)
 class ImageLimits:
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_side: int = DEFAULT_MAX_SIDE
+    max_bytes: int = UPLOAD_MAX_BYTES
+    max_pixels: int = IMAGE_MAX_PIXELS
+    max_side: int = IMAGE_MAX_SIDE
 
 
 @dataclass(frozen=True)
@@ -55,16 +52,19 @@ class ImageInfo:
 @dataclass(frozen=True)
 class DecodedImage:
     info: ImageInfo
-    # Upright (EXIF orientation applied) 8-bit RGB, (H, W, 3).
+    # Upright (EXIF orientation applied) 8-bit RGB, (H, W, 3), `scale` times the upright photo's size.
     rgb: np.ndarray
+    # The upright photo's width and height, in pixels.
+    size: tuple[int, int]
+    scale: float = 1.0
 
     @property
     def width(self) -> int:
-        return int(self.rgb.shape[1])
+        return self.size[0]
 
     @property
     def height(self) -> int:
-        return int(self.rgb.shape[0])
+        return self.size[1]
 
 
 def _open(data: bytes, limits: ImageLimits) -> Image.Image:
@@ -92,8 +92,8 @@ def _open(data: bytes, limits: ImageLimits) -> Image.Image:
         )
     if max(width, height) > limits.max_side:
         raise ImageError(f"the image is {width}x{height}; no side may exceed {limits.max_side} pixels")
-    if min(width, height) < MIN_SIDE:
-        raise ImageError(f"the image is {width}x{height}; both sides must be at least {MIN_SIDE} pixels")
+    if min(width, height) < IMAGE_MIN_SIDE:
+        raise ImageError(f"the image is {width}x{height}; both sides must be at least {IMAGE_MIN_SIDE} pixels")
     # MPO (phone JPEGs with a depth or preview frame) counts as one picture: the first frame is the photo.
     if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:
         raise ImageError(f"the image has {image.n_frames} frames (animation or multi-page); send a single picture")
@@ -111,26 +111,35 @@ def to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
         return image
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+    if has_alpha(image):
+        return over_white(image)
     if mode.startswith("I") or mode == "F":
         return Image.fromarray(to_grey(image), mode="L").convert("RGB")
     return image.convert("RGB")
 
 
-def decode(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedImage:
-    """Full decode: everything probe() checks, plus truncated or corrupt pixel data."""
+def decode(data: bytes, limits: ImageLimits = ImageLimits(), max_side: int = 0) -> DecodedImage:
+    """Full decode: everything probe() checks, plus truncated or corrupt pixel data. With max_side, the
+    pixels come back at most that long a side (a JPEG is decoded reduced, in draft mode: a 12 MP photo
+    costs a fraction of a full decode), and `scale` says by how much."""
     image = _open(data, limits)
     info = ImageInfo(image.format, image.size[0], image.size[1], image.mode)
     try:
+        # EXIF orientations 5-8 turn the photo a quarter: its upright width is the stored height.
+        turned = image.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
+        width, height = (info.height, info.width) if turned else (info.width, info.height)
+        scale = min(1.0, max_side / max(width, height)) if max_side else 1.0
+        target = (max(1, round(width * scale)), max(1, round(height * scale)))
+        if scale < 1.0:
+            # JPEG only (DCT scaling to at least the target); other formats decode whole.
+            image.draft("RGB", (target[1], target[0]) if turned else target)
         image.load()
-        image = ImageOps.exif_transpose(image)
-        rgb = to_rgb(image)
+        rgb = to_rgb(ImageOps.exif_transpose(image))
+        if rgb.size != target:
+            rgb = rgb.resize(target, Image.Resampling.BILINEAR)
         array = np.asarray(rgb, dtype=np.uint8)
     except Image.DecompressionBombError:
         raise ImageError("the image claims too many pixels (decompression bomb)", status=413) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"the image data is truncated or corrupt: {exc}") from None
-    return DecodedImage(info=info, rgb=np.ascontiguousarray(array))
+    return DecodedImage(info=info, rgb=np.ascontiguousarray(array), size=(width, height), scale=scale)

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from ferkit.files import write_atomic
+
 # Tensor names and shapes: the one place both configs, the exporter and the clients take them from.
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -69,7 +71,9 @@ def _io_block(input_shape: tuple[int, ...], num_classes: int) -> str:
 
 
 def production_config(name: str, input_shape: tuple[int, ...] = (1, 48, 48), num_classes: int = 7) -> str:
-    """config.pbtxt for GPU nodes: TorchScript through the libtorch backend, dynamic batching."""
+    """config.pbtxt for GPU nodes: TorchScript through the libtorch backend, dynamic batching. The Triton
+    image (deploy/triton/Dockerfile) and docker compose serve it as written; the Helm chart renders its
+    own from its values (CPU or GPU, batching)."""
     return (
         f'name: "{name}"\n'
         'platform: "pytorch_libtorch"\n'
@@ -120,8 +124,10 @@ def list_versions(model_dir: str | os.PathLike[str]) -> list[int]:
 
 
 def latest_version(model_dir: str | os.PathLike[str]) -> int | None:
-    versions = list_versions(model_dir)
-    return versions[-1] if versions else None
+    """The highest version that has its metadata.json. write_version renames a version into place
+    whole; a folder copied in by other means may still be filling, and is not the latest yet."""
+    complete = [v for v in list_versions(model_dir) if (Path(model_dir) / str(v) / METADATA_FILENAME).is_file()]
+    return complete[-1] if complete else None
 
 
 def next_version(model_dir: str | os.PathLike[str]) -> int:
@@ -142,25 +148,14 @@ def version_dir(repo_root: str | os.PathLike[str], name: str, version: int | Non
     return path
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_model_configs(model_dir: str | os.PathLike[str], name: str, input_shape: tuple[int, ...] = (1, 48, 48),
                         num_classes: int = 7) -> None:
     """The repository-level config.pbtxt (production) and configs/local.pbtxt (CPU)."""
     model_dir = Path(model_dir)
-    _write_text_atomic(model_dir / CONFIG_FILENAME, production_config(name, input_shape, num_classes))
-    _write_text_atomic(model_dir / "configs" / f"{LOCAL_CONFIG_NAME}.pbtxt",
+    write_atomic(model_dir / CONFIG_FILENAME, production_config(name, input_shape, num_classes))
+    write_atomic(model_dir / "configs" / f"{LOCAL_CONFIG_NAME}.pbtxt",
                        local_config(name, input_shape, num_classes))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from ferkit.files import write_atomic
 
 # FER2013 label order: index i of a model's output is CLASSES[i].
 CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -102,12 +103,20 @@ def to_grey(image: Image.Image) -> np.ndarray:
         arr = np.asarray(image, dtype=np.float64)
         top = 1.0 if arr.size and arr.max() <= 1.0 else 255.0
         return np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
-        # Transparent pixels over white, as a browser shows them.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
+    if has_alpha(image):
+        image = over_white(image)
     return np.asarray(image.convert("RGB").convert("L"), dtype=np.uint8).copy()
+
+
+def has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info)
+
+
+def over_white(image: Image.Image) -> Image.Image:
+    """RGB with transparent pixels over white, as a browser shows them."""
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
 
 
 def face_square(box: tuple[int, int, int, int], margin: float = DEFAULT_MARGIN) -> tuple[int, int, int]:
@@ -322,16 +331,6 @@ class ModelMetadata:
         return cls.from_dict(data)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write atomically (temp file + rename) so a reader never sees half a file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".metadata-", suffix=".json", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                # default=str: recipe values such as YAML timestamps are stored as text.
-                json.dump(self.to_dict(), fh, indent=2, sort_keys=False, default=str)
-                fh.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write atomically so a reader never sees half a file."""
+        # default=str: recipe values such as YAML timestamps are stored as text.
+        write_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str) + "\n")

@@ -115,6 +115,8 @@ def platform(var: Path, ports: Ports) -> tuple[list[list[str]], list[Process], d
         "REPORTS_METRICS_PORT": str(ports.reports_metrics),
         "REPORTS_WORKER_METRICS_PORT": str(ports.worker_metrics),
         "REPORTS_LOG_FILE": str(logs / "reports.log"),
+        "REPORTS_INFERENCE_ADDR": f"127.0.0.1:{ports.inference}",
+        "REPORTS_AUTH_ADDR": f"127.0.0.1:{ports.auth}",
     }
     setup = [
         [PYTHON, "-m", "services.auth.cli", "migrate"],
@@ -124,7 +126,7 @@ def platform(var: Path, ports: Ports) -> tuple[list[list[str]], list[Process], d
         Process("auth", [PYTHON, "-m", "services.auth.server"]),
         # Triton before the inference service, which loads the promoted model into it (and retries until it is up).
         Process("triton", [
-            PYTHON, "-m", "services.inference.local_triton",  # serves INFERENCE_MODEL_REPOSITORY
+            PYTHON, "-m", "scripts.local_triton",  # serves INFERENCE_MODEL_REPOSITORY
             "--http-port", str(ports.triton_http), "--grpc-port", str(ports.triton_grpc), "--metrics-port", str(ports.triton_metrics),
             "--work-dir", str(var / "triton"), "--log-file", str(logs / "triton.log"),
         ]),

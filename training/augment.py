@@ -14,20 +14,7 @@ import torch.nn.functional as F
 
 from ferkit.vision import InputSpec
 from training.config import AugmentConfig
-
-
-def normalise_batch(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
-    """uint8 or 0-255 float (B, H, W) / (B, 1, H, W) -> float32 (B, C, H, W); same maths as
-    ferkit.vision.normalise, which inference uses."""
-    x = images.float()
-    if x.dim() == 3:
-        x = x.unsqueeze(1)
-    x = x * spec.scale
-    if spec.channels != x.shape[1]:
-        x = x.expand(-1, spec.channels, -1, -1)
-    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x - mean) / std
+from training.predict import normalise_batch
 
 
 class BatchAugment:
@@ -125,7 +112,7 @@ def move_landmarks(theta: torch.Tensor, points: torch.Tensor, flip_perm: torch.T
             raise ValueError("flipped faces need the landmark scheme's flip permutation")
         # The mirrored left eye sits where the right eye was: swap the labels back.
         out = torch.where(mirrored.view(-1, 1, 1), out[:, flip_perm.to(out.device)], out)
-    # The landmark head ends in tanh; data.py clips the targets into [-1, 1] alike.
+    # The landmark head ends in tanh; the AffectNet loader clips the targets into [-1, 1] alike.
     return out.clamp(-1.0, 1.0)
 
 

@@ -12,8 +12,9 @@ import torch
 
 from training.config import TrainConfig
 from training.data import FaceData
-from training.engine import Trainer, cpu_has_bf16
+from training.engine import Trainer
 from training.evaluate import LoadedModel, evaluate
+from training.utils import cpu_has_bf16
 
 
 def bench_eval(loaded: LoadedModel, data: FaceData, tta_modes=("none", "flip", "tencrop"),

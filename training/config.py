@@ -12,7 +12,7 @@ import yaml
 
 @dataclass
 class DataConfig:
-    # fer2013_csv | fer2013_folders | ferplus | jaffe | jaffe_csv | ckplus | affectnet | task_csv
+    # a key of training.data.FORMATS (fer2013_csv, ferplus, jaffe, affectnet, ...)
     format: str = "fer2013_csv"
     path: str = "../shared/data/fer2013/fer2013.csv.gz"
     extra_path: str = ""  # FER+ votes CSV, AffectNet image root, ...

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
-import random
-import subprocess
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -26,6 +21,10 @@ from training.config import TrainConfig, save_config
 from training.data import Splits, load_splits
 from training.models import LandmarkNet, architecture_name, build_model
 from training.predict import predict_logits
+from training.utils import (
+    append_history, class_weights, cpu_has_bf16, git_revision, init_distributed, parse_deadline, plot_history,
+    read_checkpoint, read_history, resolve_device, save_checkpoint, seed_everything,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,74 +33,6 @@ CHECKPOINT_BEST = "best.pt"
 HISTORY_CSV = "history.csv"
 HISTORY_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_s",
                   "augment_s", "compute_s", "images_per_s")
-
-
-def git_revision(root: str | Path | None = None) -> str:
-    root = Path(root or Path(__file__).resolve().parents[1])
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return g
-
-
-def cpu_has_bf16() -> bool:
-    """Native bf16 matmuls on this CPU (AVX-512 BF16 or AMX): autocast to bf16 then pays."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    owns_group: bool = False  # this trainer created the process group, so it tears it down
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: torch.device) -> DistInfo:
-    """torchrun sets WORLD_SIZE/RANK; gloo works on the CPU (also with one process)."""
-    if "WORLD_SIZE" not in os.environ or "RANK" not in os.environ:
-        return DistInfo()
-    owns = not dist.is_initialized()
-    if owns:
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), owns)
-
-
-def parse_deadline(text: str) -> datetime | None:
-    if not text:
-        return None
-    try:
-        when = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"deadline {text!r} is not an ISO-8601 time such as 2026-01-31T18:00:00Z") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def plan_epochs(done: int, wanted: int, epoch_times: list[float], seconds_left: float) -> int:
@@ -133,47 +64,6 @@ def make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
     raise ValueError(f"unknown optimizer {cfg.name!r}; choose sgd or adamw")
-
-
-def class_weights(counts: np.ndarray) -> torch.Tensor:
-    """Inverse-frequency weights normalised to mean 1 (Disgust is 1.5% of FER2013)."""
-    counts = np.maximum(counts.astype(np.float64), 1.0)
-    w = counts.sum() / (len(counts) * counts)
-    return torch.tensor(w / w.mean(), dtype=torch.float32)
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def plot_history(rows: list[dict[str, float]], path: Path, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [r["epoch"] for r in rows]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    a1.plot(ep, [r["train_loss"] for r in rows], label="train")
-    a1.plot(ep, [r["val_loss"] for r in rows], label="validation")
-    a1.set_xlabel("epoch"), a1.set_ylabel("loss"), a1.legend(), a1.grid(alpha=0.3)
-    a2.plot(ep, [100 * r["train_acc"] for r in rows], label="train (augmented)")
-    a2.plot(ep, [100 * r["val_acc"] for r in rows], label="validation")
-    a2.set_xlabel("epoch"), a2.set_ylabel("accuracy %"), a2.legend(), a2.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def read_history(path: Path) -> list[dict[str, float]]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as fh:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
 class Trainer:
@@ -259,7 +149,6 @@ class Trainer:
         self.arch_name = architecture_name(cfg.model.arch, cfg.model.stem)
         self.git_revision = git_revision()
 
-    # -- state -------------------------------------------------------------------------------
     def eval_model(self) -> torch.nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
@@ -287,7 +176,7 @@ class Trainer:
         }
 
     def resume(self, path: str | Path) -> None:
-        ck = torch.load(path, map_location=self.device, weights_only=False)
+        ck = read_checkpoint(path, self.device)
         self.model.load_state_dict(ck["model"])
         if self.ema is not None and ck.get("ema") is not None:
             self.ema.load_state_dict(ck["ema"])
@@ -307,7 +196,7 @@ class Trainer:
     def warm_start(self, path: str | Path) -> None:
         """Start from a checkpoint's selected weights with a fresh optimizer and a new warm-up plus
         cosine cycle (SGDR-style): a later run continues a model instead of starting over."""
-        ck = torch.load(path, map_location=self.device, weights_only=False)
+        ck = read_checkpoint(path, self.device)
         if ck.get("architecture", self.arch_name) != self.arch_name:
             raise ValueError(f"{path} holds a {ck.get('architecture')} model; this recipe trains {self.arch_name}")
         self.model.load_state_dict(ck["selected"])
@@ -316,7 +205,6 @@ class Trainer:
         log.info("warm start from %s (its epoch %d, validation accuracy %.4f): a new %d-epoch cycle",
                  path, int(ck.get("epoch", 0)), float(ck.get("best_acc", 0.0)), self.planned_epochs)
 
-    # -- one epoch ---------------------------------------------------------------------------
     def _order(self) -> torch.Tensor:
         n = len(self.train_x)
         gen = self.gen
@@ -449,7 +337,6 @@ class Trainer:
                      self.deadline.isoformat(), planned, self.planned_epochs, max(self.epoch_times[-3:]))
             self.planned_epochs = planned
 
-    # -- the run -----------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict[str, Any]:
         """Train up to the planned epoch count; `stop_after` ends this call after that many epochs
         (to continue later with --resume, e.g. within a time-limited lease)."""
@@ -474,19 +361,14 @@ class Trainer:
             if self.dist.main:
                 val_loss, val_acc = self.validate()
                 row = {"epoch": self.epoch, "lr": lr, **stats, "val_loss": val_loss, "val_acc": val_acc}
-                new_file = not hist_path.exists()
-                with open(hist_path, "a", newline="") as fh:
-                    w = csv.DictWriter(fh, fieldnames=self.history_fields)
-                    if new_file:
-                        w.writeheader()
-                    w.writerow({k: row[k] for k in self.history_fields})
+                append_history(hist_path, row, self.history_fields)
                 improved = val_acc > self.best_acc
                 if improved:
                     self.best_acc, self.best_epoch = val_acc, self.epoch
                 ck = self.checkpoint()
-                _atomic_save(ck, self.out / CHECKPOINT_LAST)
+                save_checkpoint(ck, self.out / CHECKPOINT_LAST)
                 if improved:
-                    _atomic_save(ck, self.out / CHECKPOINT_BEST)
+                    save_checkpoint(ck, self.out / CHECKPOINT_BEST)
                 plot_history(read_history(hist_path), self.out / "training_curve.png", self.arch_name)
                 lm_text = "" if self.train_lm is None else f"  landmark loss {stats['train_landmark_loss']:.4f}"
                 log.info("epoch %d/%d  lr %.4f  train loss %.4f acc %.4f%s  val loss %.4f acc %.4f%s  "

@@ -16,6 +16,7 @@ from training.config import config_from_dict
 from training.model_card import model_card
 from training.models import build_model
 from training.predict import flip_averaged_logits
+from training.utils import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def load_checkpoint(path: str | Path, weights: str = "selected") -> tuple[torch.
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = read_checkpoint(path)
     for key in ("config", "classes", "input", weights):
         if key not in ck:
             raise ExportError(f"{path}: not a training checkpoint (no {key!r})")

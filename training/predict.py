@@ -1,4 +1,5 @@
-"""Batched forward passes over uint8 faces, with optional test-time augmentation."""
+"""From uint8 faces to the model's input (`normalise_batch`, shared with augmentation) and batched forward
+passes over them, with optional test-time augmentation."""
 
 from __future__ import annotations
 
@@ -6,9 +7,22 @@ import torch
 import torch.nn.functional as F
 
 from ferkit.vision import InputSpec
-from training.augment import normalise_batch
 
 TTA_MODES = ("none", "flip", "tencrop")
+
+
+def normalise_batch(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+    """uint8 or 0-255 float (B, H, W) / (B, 1, H, W) -> float32 (B, C, H, W); same maths as
+    ferkit.vision.normalise, which inference uses."""
+    x = images.float()
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    x = x * spec.scale
+    if spec.channels != x.shape[1]:
+        x = x.expand(-1, spec.channels, -1, -1)
+    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
 
 
 def _tencrop_views(x: torch.Tensor, crop: int) -> list[torch.Tensor]:

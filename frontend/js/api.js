@@ -108,6 +108,21 @@ async function accessToken() {
 
 // ---- requests ---------------------------------------------------------------------------------------
 
+let limitsPromise = null;
+
+/** What the platform accepts (upload size, notes length...), from GET /limits, fetched once. */
+export function limits() {
+  limitsPromise ??= request("/limits", { auth: false }).catch((failure) => {
+    limitsPromise = null; // a later call asks again
+    throw failure;
+  });
+  return limitsPromise;
+}
+
+export function megabytes(bytes) {
+  return `${Math.round(bytes / 1024 / 1024)} MB`;
+}
+
 /**
  * Calls the API and returns the parsed JSON (or the Response when `raw`).
  * Options: method, json, form (x-www-form-urlencoded), body (FormData), auth (default true),
@@ -192,7 +207,7 @@ function describe(status, detail, retryAfter) {
     const wait = Number(retryAfter);
     return `Too many attempts. Please wait ${wait > 0 ? `${wait} seconds` : "a few minutes"} and try again.`;
   }
-  if (status === 413) return "The file is too large. Please choose an image under 10 MB.";
+  if (status === 413) return `The file is too large. ${detailText(detail) || "Please choose a smaller image."}`;
   if (status === 502 || status === 503 || status === 504) {
     return "A service the platform depends on is unavailable right now. Please try again in a moment.";
   }

@@ -4,7 +4,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -12,15 +12,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from services.gateway.config import Settings
+from services.gateway.deps import UpstreamsDep
 from services.gateway.errors import grpc_error_handler
 from services.gateway.middleware import BodyLimitMiddleware, ObservabilityMiddleware
-from services.gateway.routers import auth, models, predictions, reports, training_jobs, users
+from services.gateway.routers import auth, limits, models, predictions, reports, training_jobs, users
 from services.gateway.security import TokenVerifier
 from services.gateway.upstreams import Upstreams
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
-API_ROUTERS = [auth.router, users.router, predictions.router, models.router, training_jobs.router, reports.router]
+API_ROUTERS = [auth.router, users.router, limits.router, predictions.router, models.router, training_jobs.router, reports.router]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,8 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["ops"])
-    async def readyz(request: Request) -> JSONResponse:
-        checks = await request.app.state.upstreams.readiness()
+    async def readyz(upstreams: UpstreamsDep) -> JSONResponse:
+        checks = await upstreams.readiness()
         ready = all(checks.values())
         return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
 

@@ -1,6 +1,7 @@
 from pydantic_settings import SettingsConfigDict
 
 from ferkit.config import ServiceSettings
+from ferkit.limits import UPLOAD_MAX_BYTES
 
 
 class Settings(ServiceSettings):
@@ -16,7 +17,7 @@ class Settings(ServiceSettings):
     # Comma-separated origins allowed by CORS; empty allows none (same-origin frontend needs none).
     cors_origins: str = ""
     max_json_bytes: int = 64 * 1024
-    max_upload_bytes: int = 10 * 1024 * 1024
+    max_upload_bytes: int = UPLOAD_MAX_BYTES
     # The static frontend served at "/" when the folder exists.
     frontend_dir: str = "frontend"
 

@@ -1,37 +1,43 @@
-"""Request and response bodies of the REST API. Requests forbid unknown fields (a typo is a 422, not ignored)."""
-from datetime import datetime, timezone
+"""What several routers' schemas share; each router keeps its own request and response models.
 
+Here: the strict base of request bodies, the account (answered by /auth/register and /users/me), the page
+of a list, and the copy of a proto message into a response model."""
+from datetime import datetime, timezone
+from typing import Generic, Self, TypeVar
+
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict, Field
 
-from fer.v1 import auth_pb2
+from fer.v1 import auth_pb2, common_pb2
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class StrictBody(BaseModel):
+    """Request bodies forbid unknown fields: a typo is a 422, not silently ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class RegisterIn(StrictBody):
-    email: str = Field(max_length=320)
-    password: str = Field(max_length=1024)
-    display_name: str = Field(max_length=200)
+def from_message(model: type[Model], message: Message, /, **overrides) -> Model:
+    """`model` with each field taken from the message's field of the same name (timestamps as UTC
+    datetimes), except those given in `overrides`."""
+    values = {}
+    for name in model.model_fields.keys() - overrides.keys():
+        value = getattr(message, name)
+        values[name] = value.ToDatetime(timezone.utc) if isinstance(value, Timestamp) else value
+    return model(**values, **overrides)
 
 
-class RefreshIn(StrictBody):
-    refresh_token: str = Field(max_length=512)
+class Page(BaseModel, Generic[Model]):
+    items: list[Model]
+    next_page_token: str = Field(description="Pass as page_token for the next page; empty on the last page.")
+    total: int
 
-
-class UserPatch(StrictBody):
-    display_name: str | None = Field(default=None, max_length=200)
-    email: str | None = Field(default=None, max_length=320)
-    new_password: str | None = Field(default=None, max_length=1024)
-    current_password: str | None = Field(default=None, max_length=1024)
-
-
-class TokenOut(BaseModel):
-    access_token: str
-    refresh_token: str
-    token_type: str = "bearer"
-    expires_in: int
+    @classmethod
+    def of(cls, items: list[Model], page: common_pb2.PageInfo) -> Self:
+        return cls(items=items, next_page_token=page.next_page_token, total=page.total)
 
 
 class UserOut(BaseModel):
@@ -45,21 +51,4 @@ class UserOut(BaseModel):
 
     @classmethod
     def from_proto(cls, user: auth_pb2.User) -> "UserOut":
-        return cls(
-            id=user.id,
-            email=user.email,
-            display_name=user.display_name,
-            role="admin" if user.role == auth_pb2.ROLE_ADMIN else "user",
-            computations=user.computations,
-            created_at=user.created_at.ToDatetime(timezone.utc),
-            updated_at=user.updated_at.ToDatetime(timezone.utc),
-        )
-
-
-def token_out(pair: auth_pb2.TokenPair) -> TokenOut:
-    return TokenOut(
-        access_token=pair.access_token,
-        refresh_token=pair.refresh_token,
-        token_type=pair.token_type or "bearer",
-        expires_in=pair.expires_in,
-    )
+        return from_message(cls, user, role="admin" if user.role == auth_pb2.ROLE_ADMIN else "user")

@@ -2,7 +2,6 @@
 from dataclasses import dataclass, field
 
 import grpc
-from fastapi import HTTPException
 
 from fer.v1 import auth_pb2_grpc, inference_pb2_grpc, reports_pb2_grpc
 from ferkit.grpc_client import is_serving, open_channel
@@ -13,6 +12,8 @@ from services.gateway.config import Settings
 class Upstreams:
     auth: auth_pb2_grpc.AuthServiceStub
     inference: inference_pb2_grpc.InferenceServiceStub | None
+    models: inference_pb2_grpc.ModelServiceStub | None
+    training: inference_pb2_grpc.TrainingServiceStub | None
     reports: reports_pb2_grpc.ReportsServiceStub | None
     channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
 
@@ -30,6 +31,8 @@ class Upstreams:
         return cls(
             auth=auth_pb2_grpc.AuthServiceStub(channels["auth"]),
             inference=inference_pb2_grpc.InferenceServiceStub(channels["inference"]) if "inference" in channels else None,
+            models=inference_pb2_grpc.ModelServiceStub(channels["inference"]) if "inference" in channels else None,
+            training=inference_pb2_grpc.TrainingServiceStub(channels["inference"]) if "inference" in channels else None,
             reports=reports_pb2_grpc.ReportsServiceStub(channels["reports"]) if "reports" in channels else None,
             channels=channels,
         )
@@ -40,11 +43,3 @@ class Upstreams:
     async def close(self) -> None:
         for channel in self.channels.values():
             await channel.close()
-
-
-def upstream(request, name: str):
-    """The stub of one upstream ("auth", "inference", "reports"); 503 when this deployment has none."""
-    stub = getattr(request.app.state.upstreams, name)
-    if stub is None:
-        raise HTTPException(status_code=503, detail=f"the {name} service is not part of this deployment")
-    return stub

@@ -1,8 +1,49 @@
+from typing import Any, Literal
+
 from pydantic import AliasChoices, Field
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ferkit.config import ServiceSettings
+from ferkit.limits import IMAGE_MAX_PIXELS, UPLOAD_MAX_BYTES
 from ferkit.vision import DEFAULT_MARGIN, ONE_FACE_MAX_SIDE
+
+
+class TrainingSettings(BaseSettings):
+    """The training launcher, from INFERENCE_TRAINING_<FIELD> (dicts and lists as JSON; an empty value
+    keeps the default). In production Helm sets the Kubernetes fields."""
+
+    model_config = SettingsConfigDict(env_prefix="INFERENCE_TRAINING_", extra="ignore", env_ignore_empty=True, frozen=True)
+
+    # "local" (a subprocess chain, `make dev`) or "kubernetes" (batch/v1 Jobs).
+    launcher: Literal["local", "kubernetes"] = "local"
+    # Local jobs: datasets under data_dir; runs and logs written under var/.
+    data_dir: str = "../shared/data"
+    work_dir: str = "var/training-runs"
+    log_dir: str = "var/training-logs"
+    # Kubernetes Jobs: where they run, their image, volumes and resources.
+    namespace: str = "default"
+    image: str = "ghcr.io/fer-platform/training:latest"
+    image_pull_policy: str = "IfNotPresent"
+    service_account: str = ""
+    dataset_pvc: str = "fer-datasets"
+    model_repository_pvc: str = "fer-model-repository"
+    data_mount: str = "/data"
+    model_repository_mount: str = "/models"
+    # The pod's scratch volume for runs (an emptyDir).
+    work_mount: str = "/work/runs"
+    backoff_limit: int = 1
+    ttl_seconds_after_finished: int = 86400
+    active_deadline_seconds: int = 0  # 0 = no deadline
+    cpu_request: str = "4"
+    memory_request: str = "16Gi"
+    memory_limit: str = "48Gi"
+    shm_size: str = "8Gi"  # DataLoader workers and NCCL share memory through /dev/shm
+    node_selector: dict[str, str] = {}
+    tolerations: tuple[dict[str, Any], ...] = ()
+    # Secret holding AMQP_URL for the announce step; empty = not set (announce then logs only).
+    amqp_secret_name: str = ""
+    amqp_secret_key: str = "url"
+    extra_labels: dict[str, str] = {}
 
 
 class Settings(ServiceSettings):
@@ -31,7 +72,8 @@ class Settings(ServiceSettings):
     detector: str = "auto"
     detector_workers: int = 2
     detector_min_score: float = 0.8
-    # Detection runs on a copy scaled down to this longest side (boxes are mapped back).
+    # Photos are decoded at most this long a side (a JPEG reduced while decoding, in draft mode); faces
+    # are detected and cropped on that image, their boxes mapped back to the photo's pixels once.
     detector_max_side: int = 1024
     max_faces: int = 32
     # Room around a detector box on every side, as a fraction of its longer side (ferkit.vision's
@@ -43,18 +85,11 @@ class Settings(ServiceSettings):
     # An image with both sides at most this many pixels is one face already (a FER2013-style crop):
     # classified whole, without detection. 0: always detect (mode=face still classifies whole images).
     one_face_max_side: int = Field(default=ONE_FACE_MAX_SIDE, ge=0)
-    # The annotated PNG is drawn at most this large (longest side) to keep it quick to encode and send.
-    annotated_max_side: int = 2048
-    max_image_bytes: int = 10 * 1024 * 1024
-    max_image_pixels: int = 40_000_000
+    max_image_bytes: int = UPLOAD_MAX_BYTES
+    max_image_pixels: int = IMAGE_MAX_PIXELS
     # RabbitMQ (the platform's AMQP_URL): new versions announced by training jobs are loaded at once.
     # Empty: no listener (load them with LoadModel).
     amqp_url: str = Field(default="", validation_alias=AliasChoices("AMQP_URL", "INFERENCE_AMQP_URL"))
     models_queue: str = "fer.inference.model-versions"
-    # Training jobs: "local" (a subprocess chain) or "kubernetes" (batch/v1 Jobs, configured by the
-    # INFERENCE_TRAINING_* variables the launcher reads). Local jobs read datasets under
-    # training_data_dir and write their runs and logs under var/.
-    training_launcher: str = "local"
-    training_data_dir: str = "../shared/data"
-    training_work_dir: str = "var/training-runs"
-    training_log_dir: str = "var/training-logs"
+    # Training jobs (INFERENCE_TRAINING_*).
+    training: TrainingSettings = Field(default_factory=TrainingSettings)

@@ -11,13 +11,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 log = logging.getLogger(__name__)
 
 DETECTORS = ("auto", "retinaface", "haar")
-
-
 Point = tuple[float, float]
 
 
@@ -36,8 +33,6 @@ class Detection:
     def box(self) -> tuple[int, int, int, int]:
         return (self.x, self.y, self.width, self.height)
 
-
-# --- inside a worker process -------------------------------------------------------------------
 
 _backend: tuple[str, object] | None = None
 
@@ -80,56 +75,45 @@ def _clip(x: float, y: float, w: float, h: float, width: int, height: int) -> tu
     return int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0))
 
 
-def _scaled(points: tuple[Point, ...], sx: float, sy: float) -> tuple[Point, ...]:
-    return tuple((x * sx, y * sy) for x, y in points)
-
-
-def detect_in_worker(rgb: np.ndarray, min_score: float, max_side: int) -> tuple[str, list[Detection]]:
-    """Boxes in the coordinates of `rgb` (detection runs on a copy no larger than max_side)."""
+def detect_in_worker(rgb: np.ndarray, min_score: float) -> tuple[str, list[Detection]]:
+    """Boxes in the coordinates of `rgb`, which the caller has already scaled to a working size."""
     global _backend
     if _backend is None:
         _backend = _load_backend("auto")
     name, backend = _backend
     height, width = rgb.shape[:2]
-    scale = min(1.0, max_side / max(height, width))
-    small = rgb
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        small = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
     found: list[tuple[float, float, float, float, float, tuple[Point, ...]]] = []
     if name == "retinaface":
-        for face in backend.detect_faces(np.ascontiguousarray(small), score_threshold=min_score):
+        for face in backend.detect_faces(np.ascontiguousarray(rgb), score_threshold=min_score):
             points = tuple((float(p.x), float(p.y)) for p in face.landmarks)
             found.append((face.x, face.y, face.width, face.height, float(face.score), points))
     else:
         import cv2
 
-        grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         minimum = max(20, min(grey.shape) // 20)
         for x, y, w, h in backend.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(minimum, minimum)):
             found.append((x, y, w, h, 1.0, ()))
     out = []
     for x, y, w, h, score, points in found:
-        box = _clip(x / scale, y / scale, w / scale, h / scale, width, height)
+        box = _clip(x, y, w, h, width, height)
         if box is not None:
-            out.append(Detection(*box, score=score, landmarks=_scaled(points, 1 / scale, 1 / scale)))
+            out.append(Detection(*box, score=score, landmarks=points))
     out.sort(key=lambda d: d.score, reverse=True)
     return name, out
 
 
-# --- in the service --------------------------------------------------------------------------
 
 
 class FaceDetector:
     """A pool of detector processes; `await detect(rgb)` never blocks the event loop."""
 
-    def __init__(self, kind: str = "auto", workers: int = 2, min_score: float = 0.8, max_side: int = 1024) -> None:
+    def __init__(self, kind: str = "auto", workers: int = 2, min_score: float = 0.8) -> None:
         if kind not in DETECTORS:
             raise ValueError(f"unknown detector {kind!r}; choose one of {DETECTORS}")
         self.kind = kind
         self.workers = max(1, workers)
         self.min_score = min_score
-        self.max_side = max_side
         self.backend = ""
         self._pool: ProcessPoolExecutor | None = None
 
@@ -145,39 +129,25 @@ class FaceDetector:
         probe = np.zeros((64, 64, 3), dtype=np.uint8)
         loop = asyncio.get_running_loop()
         results = await asyncio.gather(
-            *(loop.run_in_executor(self._pool, detect_in_worker, probe, self.min_score, self.max_side) for _ in range(self.workers))
+            *(loop.run_in_executor(self._pool, detect_in_worker, probe, self.min_score) for _ in range(self.workers))
         )
         self.backend = results[0][0]
         log.info("face detector ready: %s in %d processes", self.backend, self.workers)
 
     async def detect(self, rgb: np.ndarray) -> list[Detection]:
-        """Boxes in the coordinates of `rgb`. A large photo is scaled down here (in a thread) so only
-        the small copy is pickled to the worker."""
+        """Boxes in the coordinates of `rgb`. Hand it the image at the size to detect at (the service
+        decodes photos reduced, images.decode's max_side): only that copy is pickled to the worker."""
         if self._pool is None:
             await self.start()
-        height, width = rgb.shape[:2]
-        scale = min(1.0, self.max_side / max(height, width))
-        small = rgb
-        if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            small = await asyncio.to_thread(lambda: np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR)))
         loop = asyncio.get_running_loop()
         try:
-            _, faces = await loop.run_in_executor(self._pool, detect_in_worker, small, self.min_score, self.max_side)
+            _, faces = await loop.run_in_executor(self._pool, detect_in_worker, rgb, self.min_score)
         except BrokenProcessPool:
             # A worker died (OOM killer, a crash in native code): start a fresh pool and try once more.
             log.error("detector pool broke; restarting it")
             self._pool = self._new_pool()
-            _, faces = await loop.run_in_executor(self._pool, detect_in_worker, small, self.min_score, self.max_side)
-        if small is rgb:
-            return faces
-        sx, sy = width / small.shape[1], height / small.shape[0]
-        out = []
-        for face in faces:
-            box = _clip(face.x * sx, face.y * sy, face.width * sx, face.height * sy, width, height)
-            if box is not None:
-                out.append(Detection(*box, score=face.score, landmarks=_scaled(face.landmarks, sx, sy)))
-        return out
+            _, faces = await loop.run_in_executor(self._pool, detect_in_worker, rgb, self.min_score)
+        return faces
 
     def close(self) -> None:
         if self._pool is not None:

@@ -8,11 +8,11 @@ import asyncio
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ferkit import modelrepo
+from ferkit.files import write_atomic
 from ferkit.vision import ModelMetadata
 from services.inference.triton import ModelNotServing, TritonClient, TritonUnavailable
 
@@ -67,15 +67,7 @@ class ModelRegistry:
         return self._state
 
     def _write_state(self) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".registry-", dir=self.state_path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self._state, fh, indent=2, sort_keys=True)
-            os.replace(tmp, self.state_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.state_path, json.dumps(self._state, indent=2, sort_keys=True))
         self._state_mtime = self.state_path.stat().st_mtime
 
     def _entry(self, name: str) -> dict:

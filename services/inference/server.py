@@ -1,23 +1,80 @@
 """Entry point: `python -m services.inference.server`."""
+from __future__ import annotations
+
 import asyncio
 import logging
 
 from fer.v1 import inference_pb2, inference_pb2_grpc
 from ferkit.grpc_server import GrpcService, Registration, run_until_signalled
 from ferkit.logs import setup_logging
-from services.inference.announcements import VersionListener
 from services.inference.config import Settings
 from services.inference.detection import FaceDetector
-from services.inference.jobs import TrainingJobs
+from services.inference.inference_servicer import InferenceServicer
+from services.inference.model_servicer import ModelServicer
 from services.inference.registry import ModelRegistry, NoModelDeployed, UnknownModel
-from services.inference.service import InferenceServicer
+from services.inference.training.announce import VersionListener
+from services.inference.training.servicer import TrainingServicer
+from services.inference.training.store import TrainingJobs
 from services.inference.triton import ModelNotServing, TritonClient, TritonError, TritonUnavailable
 
 log = logging.getLogger(__name__)
-SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 
 
-def build(settings: Settings) -> tuple[GrpcService, InferenceServicer]:
+class Runtime:
+    """What runs beside the RPCs: the detector pool, the listener for announced versions, and loading
+    the promoted model at start (in the background while Triton is not up yet)."""
+
+    def __init__(self, settings: Settings, registry: ModelRegistry, triton: TritonClient, detector: FaceDetector) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.triton = triton
+        self.detector = detector
+        self.listener: VersionListener | None = None  # when RabbitMQ is configured
+        self.background: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """Triton being down is not fatal: the first request answers UNAVAILABLE and loads the model
+        once Triton is back."""
+        await self.detector.start()
+        settings = self.settings
+        if settings.amqp_url:
+            self.listener = VersionListener(settings.amqp_url, settings.models_queue, self.registry.load,
+                                            asyncio.get_running_loop(), load_timeout_s=settings.triton_load_timeout_s,
+                                            retry_on=(TritonUnavailable,))
+            self.listener.start()
+        if not await self._bootstrap():
+            # Triton may still be starting (make dev starts both at once): keep trying in the background.
+            self.background = asyncio.create_task(self._bootstrap_until_serving())
+
+    async def _bootstrap(self) -> bool:
+        try:
+            version = await self.registry.bootstrap()
+        except (TritonUnavailable, ModelNotServing, TritonError, UnknownModel, NoModelDeployed) as exc:
+            log.warning("the model is not serving yet: %s", exc)
+            return False
+        log.info("serving %s version %d", self.settings.model_name, version)
+        return True
+
+    async def _bootstrap_until_serving(self, interval_s: float = 2.0, attempts: int = 60) -> None:
+        for _ in range(attempts):
+            await asyncio.sleep(interval_s)
+            if await self._bootstrap():
+                return
+
+    async def stop(self) -> None:
+        if self.listener is not None:
+            await asyncio.to_thread(self.listener.stop)
+        if self.background is not None:
+            self.background.cancel()
+        self.detector.close()
+        await self.triton.close()
+
+
+def _full_name(service: str) -> str:
+    return inference_pb2.DESCRIPTOR.services_by_name[service].full_name
+
+
+def build(settings: Settings) -> tuple[GrpcService, Runtime]:
     triton = TritonClient(
         settings.triton_url,
         timeout_s=settings.triton_timeout_s,
@@ -28,57 +85,22 @@ def build(settings: Settings) -> tuple[GrpcService, InferenceServicer]:
     registry = ModelRegistry(
         settings.model_repository, triton, settings.triton_config_name, settings.state_dir or None, settings.model_name
     )
-    detector = FaceDetector(settings.detector, settings.detector_workers, settings.detector_min_score, settings.detector_max_side)
-    servicer = InferenceServicer(settings, registry, triton, detector, TrainingJobs(settings))
-    service = GrpcService(settings, [Registration(inference_pb2_grpc.add_InferenceServiceServicer_to_server, servicer, SERVICE_NAME)])
-    return service, servicer
-
-
-async def start(servicer: InferenceServicer) -> None:
-    """Start the detector pool and load the promoted model. Triton being down is not fatal: the first
-    request answers UNAVAILABLE and loads the model once Triton is back."""
-    await servicer.detector.start()
-    settings = servicer.settings
-    if settings.amqp_url:
-        servicer.listener = VersionListener(settings.amqp_url, settings.models_queue, servicer.registry.load,
-                                            asyncio.get_running_loop(), load_timeout_s=settings.triton_load_timeout_s)
-        servicer.listener.start()
-    if not await _bootstrap(servicer):
-        # Triton may still be starting (make dev starts both at once): keep trying in the background.
-        servicer.background = asyncio.create_task(_bootstrap_until_serving(servicer))
-
-
-async def _bootstrap(servicer: InferenceServicer) -> bool:
-    try:
-        version = await servicer.registry.bootstrap()
-    except (TritonUnavailable, ModelNotServing, TritonError, UnknownModel, NoModelDeployed) as exc:
-        log.warning("the model is not serving yet: %s", exc)
-        return False
-    log.info("serving %s version %d", servicer.settings.model_name, version)
-    return True
-
-
-async def _bootstrap_until_serving(servicer: InferenceServicer, interval_s: float = 2.0, attempts: int = 60) -> None:
-    for _ in range(attempts):
-        await asyncio.sleep(interval_s)
-        if await _bootstrap(servicer):
-            return
-
-
-async def stop(servicer: InferenceServicer) -> None:
-    if servicer.listener is not None:
-        await asyncio.to_thread(servicer.listener.stop)
-    if servicer.background is not None:
-        servicer.background.cancel()
-    servicer.detector.close()
-    await servicer.triton.close()
+    detector = FaceDetector(settings.detector, settings.detector_workers, settings.detector_min_score)
+    service = GrpcService(settings, [
+        Registration(inference_pb2_grpc.add_InferenceServiceServicer_to_server,
+                     InferenceServicer(settings, registry, triton, detector), _full_name("InferenceService")),
+        Registration(inference_pb2_grpc.add_ModelServiceServicer_to_server, ModelServicer(registry), _full_name("ModelService")),
+        Registration(inference_pb2_grpc.add_TrainingServiceServicer_to_server,
+                     TrainingServicer(TrainingJobs(settings)), _full_name("TrainingService")),
+    ])
+    return service, Runtime(settings, registry, triton, detector)
 
 
 async def main() -> None:
     settings = Settings()
     setup_logging(settings.service_name, settings.log_level, settings.log_file)
-    service, servicer = build(settings)
-    await run_until_signalled(service, on_start=lambda: start(servicer), on_stop=lambda: stop(servicer))
+    service, runtime = build(settings)
+    await run_until_signalled(service, on_start=runtime.start, on_stop=runtime.stop)
 
 
 if __name__ == "__main__":

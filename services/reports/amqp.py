@@ -13,8 +13,8 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError
 
+from ferkit.amqp import connection_parameters
 from services.reports.config import Settings
-
 
 ROUTING_KEY = "job"
 MESSAGE_VERSION = 1
@@ -52,16 +52,6 @@ class Topology:
     def names(self) -> tuple[list[str], list[str]]:
         """(queues, exchanges), for clean-up."""
         return [self.queue, self.dead_queue, *self.retry_queues], [self.exchange, self.dlx]
-
-
-def connection_parameters(url: str, name: str) -> pika.URLParameters:
-    params = pika.URLParameters(url)
-    params.client_properties = {"connection_name": name}
-    # Short blocked-connection timeout: a broker out of disk must not hang requests for ever.
-    params.blocked_connection_timeout = 30
-    params.connection_attempts = 1
-    params.socket_timeout = 5
-    return params
 
 
 def job_body(report_id: str) -> bytes:

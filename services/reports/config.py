@@ -2,6 +2,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from ferkit.config import ServiceSettings
+from ferkit.limits import NOTES_MAX_CHARS
 
 
 class Settings(ServiceSettings):
@@ -37,7 +38,14 @@ class Settings(ServiceSettings):
     # Results history: the default and largest page of ListResults.
     default_page_size: int = 20
     max_page_size: int = 100
-    max_notes_chars: int = 2000
+    max_notes_chars: int = NOTES_MAX_CHARS
+    # AnalyzeImage asks the inference service for the faces and the auth service to count the analysis.
+    # Empty: this deployment analyses nothing (AnalyzeImage answers UNAVAILABLE).
+    inference_addr: str = "127.0.0.1:50052"
+    auth_addr: str = "127.0.0.1:50051"
+    grpc_timeout_s: float = 30.0
+    # The annotated image is drawn at most this large (longest side).
+    annotated_max_side: int = 2048
 
     @property
     def max_attempts(self) -> int:

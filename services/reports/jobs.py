@@ -16,6 +16,7 @@ from sqlalchemy.orm import undefer
 
 from ferkit.db import as_utc, utcnow
 
+from services.reports.annotate import result_png
 from services.reports.config import Settings
 from services.reports.metrics import JOBS, RENDER_SECONDS
 from services.reports.models import Report, Result
@@ -51,12 +52,12 @@ def report_filename(result: Result, report: Report) -> str:
     return f"fer-report-{as_utc(result.created_at):%Y%m%d-%H%M%S}-{report.id[:8]}.{report.format}"
 
 
-def render(fmt: str, document: dict, annotated_png: bytes, delay_s: float = 0.0) -> bytes:
+def render(fmt: str, document: dict, result: Result, settings: Settings) -> bytes:
     if fmt not in RENDERERS:
         raise PermanentJobError(f"unknown report format {fmt!r}")
-    if delay_s:
-        time.sleep(delay_s)
-    return RENDERERS[fmt][0](document, annotated_png)
+    if settings.render_delay_s:
+        time.sleep(settings.render_delay_s)
+    return RENDERERS[fmt][0](document, result_png(result, settings.annotated_max_side))
 
 
 class ReportJobs:
@@ -85,14 +86,15 @@ class ReportJobs:
                 # that takes it must stop somewhere too.
                 return await self._fail(report_id, attempt, f"gave up after {max_attempts} attempts (workers stopped mid-job)")
             report = await session.get(Report, report_id)
-            result = await session.scalar(select(Result).where(Result.id == report.result_id).options(undefer(Result.annotated_png)))
+            result = await session.scalar(select(Result).where(Result.id == report.result_id)
+                                          .options(undefer(Result.annotated_png), undefer(Result.original_image)))
 
         try:
             if result is None:
                 raise PermanentJobError("the result of this report no longer exists")
             document = build_document(result, report, utcnow())
             started = time.perf_counter()
-            content = await asyncio.to_thread(render, report.format, document, result.annotated_png, self.settings.render_delay_s)
+            content = await asyncio.to_thread(render, report.format, document, result, self.settings)
             RENDER_SECONDS.labels(report.format).observe(time.perf_counter() - started)
         except PermanentJobError as exc:
             return await self._fail(report_id, attempt, str(exc))

@@ -3,7 +3,8 @@
 import asyncio
 import logging
 
-from fer.v1 import reports_pb2, reports_pb2_grpc
+from fer.v1 import auth_pb2_grpc, inference_pb2_grpc, reports_pb2, reports_pb2_grpc
+from ferkit.grpc_client import open_channel
 from ferkit.db import make_engine, make_sessionmaker
 from ferkit.grpc_server import GrpcService, Registration, run_until_signalled
 from ferkit.logs import setup_logging
@@ -17,8 +18,16 @@ SERVICE_NAME = reports_pb2.DESCRIPTOR.services_by_name["ReportsService"].full_na
 def build(settings: Settings) -> tuple[GrpcService, ReportsServicer]:
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
-    servicer = ReportsServicer(settings, sessions, make_dispatcher(settings, sessions))
+    # The services AnalyzeImage calls, one channel each for the life of the process.
+    channels = {name: open_channel(addr, timeout_s=settings.grpc_timeout_s)
+                for name, addr in (("inference", settings.inference_addr), ("auth", settings.auth_addr)) if addr}
+    servicer = ReportsServicer(
+        settings, sessions, make_dispatcher(settings, sessions),
+        inference=inference_pb2_grpc.InferenceServiceStub(channels["inference"]) if "inference" in channels else None,
+        auth=auth_pb2_grpc.AuthServiceStub(channels["auth"]) if "auth" in channels else None,
+    )
     servicer.engine = engine
+    servicer.channels = list(channels.values())
     service = GrpcService(
         settings, [Registration(reports_pb2_grpc.add_ReportsServiceServicer_to_server, servicer, SERVICE_NAME)]
     )
@@ -35,6 +44,8 @@ async def main() -> None:
     async def on_stop() -> None:
         await servicer.dispatcher.stop()
         await servicer.engine.dispose()
+        for channel in servicer.channels:
+            await channel.close()
 
     await run_until_signalled(service, on_start=servicer.dispatcher.start, on_stop=on_stop)
 

@@ -1,4 +1,5 @@
 """The ReportsService gRPC servicer: the results history and report requests."""
+import asyncio
 import base64
 import binascii
 import logging
@@ -9,16 +10,17 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import undefer
 
-from fer.v1 import common_pb2, reports_pb2, reports_pb2_grpc
+from fer.v1 import auth_pb2, common_pb2, inference_pb2, reports_pb2, reports_pb2_grpc
+from ferkit import images
 from ferkit.db import as_utc, to_timestamp
 from ferkit.vision import CLASSES
+from services.reports.annotate import result_png
 from services.reports.config import Settings
 from services.reports.metrics import JOBS
 from services.reports.models import FORMATS, Report, Result
 
 log = logging.getLogger(__name__)
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def result_to_proto(row: Result) -> reports_pb2.Result:
@@ -99,9 +101,12 @@ def _decode_cursor(token: str) -> tuple[datetime, str]:
 
 
 class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
-    def __init__(self, settings: Settings, sessions: async_sessionmaker, dispatcher) -> None:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker, dispatcher, inference=None, auth=None) -> None:
         self.settings = settings
         self.sessions = sessions
+        # InferenceServiceStub and AuthServiceStub for AnalyzeImage; None where this deployment has none.
+        self.inference = inference
+        self.auth = auth
         # Hands report ids to the workers: RabbitMQ, or the in-process queue (services.reports.dispatch).
         self.dispatcher = dispatcher
 
@@ -120,25 +125,21 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
     async def _result_or_abort(self, session, owner_id: str, result_id: str, context, *options) -> Result:
         return await self._owned_or_abort(session, Result, owner_id, result_id, context, *options)
 
-    async def SaveResult(self, request, context):
-        try:
-            if not request.owner_id:
-                raise ValueError("owner_id is required")
-            if len(request.notes) > self.settings.max_notes_chars:
-                raise ValueError(f"notes must have at most {self.settings.max_notes_chars} characters")
-            if request.annotated_png and not request.annotated_png.startswith(PNG_SIGNATURE):
-                raise ValueError("annotated_png is not a PNG")
-            classes = list(request.model.classes) or list(CLASSES)
-            faces = _faces_from_request(request, classes)
-        except ValueError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        t = request.timings
-        row = Result(
-            owner_id=request.owner_id,
-            model_name=request.model.name,
-            model_version=request.model.version,
+    def _new_result(self, owner_id: str, notes: str, filename: str, original: bytes, content_type: str, prediction) -> Result:
+        """The row for one analysed photo; `prediction` is a PredictImageResponse or a SaveResultRequest
+        (both carry model, faces, timings, image size and message). Raises ValueError on bad input."""
+        if not owner_id:
+            raise ValueError("owner_id is required")
+        if len(notes) > self.settings.max_notes_chars:
+            raise ValueError(f"notes must have at most {self.settings.max_notes_chars} characters")
+        classes = list(prediction.model.classes) or list(CLASSES)
+        t = prediction.timings
+        return Result(
+            owner_id=owner_id,
+            model_name=prediction.model.name,
+            model_version=prediction.model.version,
             model_classes=classes,
-            faces=faces,
+            faces=_faces_from_request(prediction, classes),
             timings={
                 "decode_ms": t.decode_ms,
                 "detect_ms": t.detect_ms,
@@ -146,19 +147,49 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
                 "annotate_ms": t.annotate_ms,
                 "total_ms": t.total_ms,
             },
-            notes=request.notes,
-            message=request.message,
-            filename=request.filename[:255],
-            image_width=request.image_width,
-            image_height=request.image_height,
-            original_content_type=request.original_content_type[:100],
-            original_image=request.original_image,
-            annotated_png=request.annotated_png,
-            has_annotated_image=bool(request.annotated_png),
+            notes=notes,
+            message=prediction.message,
+            filename=filename[:255],
+            image_width=prediction.image_width,
+            image_height=prediction.image_height,
+            original_content_type=content_type[:100],
+            original_image=original,
+            annotated_png=b"",
+            has_annotated_image=bool(original),
         )
+
+    async def SaveResult(self, request, context):
+        try:
+            row = self._new_result(request.owner_id, request.notes, request.filename, request.original_image,
+                                   request.original_content_type, request)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         async with self.sessions() as session:
             session.add(row)
             await session.commit()
+        return result_to_proto(row)
+
+    async def AnalyzeImage(self, request, context):
+        if self.inference is None or self.auth is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "this deployment has no inference or auth service to analyse with")
+        if not request.owner_id or len(request.notes) > self.settings.max_notes_chars:
+            # Checked before the photo is analysed: a refused request costs no inference.
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"owner_id is required and notes may have at most "
+                                f"{self.settings.max_notes_chars} characters")
+        try:
+            prediction = await self.inference.PredictImage(inference_pb2.PredictImageRequest(image=request.image, mode=request.mode))
+            row = self._new_result(request.owner_id, request.notes, request.filename, request.image, request.content_type, prediction)
+            async with self.sessions() as session:
+                session.add(row)
+                await session.flush()
+                # Counted inside the transaction: if the account is gone or auth is down, nothing is stored.
+                await self.auth.RecordUsage(auth_pb2.RecordUsageRequest(user_id=request.owner_id, count=1))
+                await session.commit()
+        except grpc.aio.AioRpcError as exc:
+            # The upstream's answer is the caller's answer (a bad image, an unknown model, a deleted account).
+            await context.abort(exc.code(), exc.details() or exc.code().name.lower())
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return result_to_proto(row)
 
     async def GetResult(self, request, context):
@@ -189,11 +220,20 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
 
     async def GetAnnotatedImage(self, request, context):
         async with self.sessions() as session:
-            row = await self._result_or_abort(session, request.owner_id, request.id, context, undefer(Result.annotated_png))
-        if not row.annotated_png:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "this result has no annotated image")
+            row = await self._result_or_abort(session, request.owner_id, request.id, context,
+                                              undefer(Result.annotated_png), undefer(Result.original_image))
+            if not row.has_annotated_image:
+                await context.abort(grpc.StatusCode.NOT_FOUND, "this result has no annotated image")
+            if not row.annotated_png:
+                # Drawn once, on the first request, then kept: never on the upload's path.
+                try:
+                    row.annotated_png = await asyncio.to_thread(result_png, row, self.settings.annotated_max_side)
+                except images.ImageError as exc:
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"the stored photo cannot be drawn: {exc}")
+                await session.commit()
+            png = row.annotated_png
         stem = (row.filename.rsplit(".", 1)[0] or "result") if row.filename else "result"
-        return reports_pb2.FileContent(content=row.annotated_png, content_type="image/png", filename=f"{stem}-annotated.png")
+        return reports_pb2.FileContent(content=png, content_type="image/png", filename=f"{stem}-annotated.png")
 
     # --- reports ------------------------------------------------------------------------------
 

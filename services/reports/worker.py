@@ -8,16 +8,13 @@ last attempt the job goes to the dead-letter exchange and the report is `failed`
 import asyncio
 import logging
 import signal
-import threading
 import time
 
-import pika
-from pika.exceptions import AMQPError
-
+from ferkit.amqp import ReconnectingConsumer
 from ferkit.db import make_engine, make_sessionmaker
 from ferkit.logs import setup_logging
 from ferkit.metrics import start_metrics_server
-from services.reports.amqp import Topology, connection_parameters, job_properties, parse_job
+from services.reports.amqp import Topology, job_properties, parse_job
 from services.reports.config import Settings
 from services.reports.jobs import Outcome, ReportJobs
 from services.reports.metrics import DEAD_LETTERED, QUEUE_DEPTH
@@ -25,69 +22,43 @@ from services.reports.metrics import DEAD_LETTERED, QUEUE_DEPTH
 log = logging.getLogger(__name__)
 
 
-class Worker:
+class Worker(ReconnectingConsumer):
     """One consumer. `run()` blocks until `stop()` (from any thread or a signal handler)."""
 
     def __init__(self, settings: Settings, name: str = "reports-worker") -> None:
         if not settings.amqp_url:
             raise ValueError("the worker needs AMQP_URL (without it the server runs report jobs itself)")
+        super().__init__(settings.amqp_url, name)
         self.settings = settings
-        self.name = name
         self.topology = Topology(settings)
         # The worker's own event loop drives the async database code between deliveries.
         self.loop = asyncio.new_event_loop()
         self.engine = make_engine(settings.database_url)
         self.jobs = ReportJobs(settings, make_sessionmaker(self.engine))
-        self.connection: pika.BlockingConnection | None = None
-        self.ready = threading.Event()
-        self._stopping = threading.Event()
-
-    def stop(self) -> None:
-        self._stopping.set()
+        self._consume_channel = None
+        self._depth_at = 0.0
 
     def run(self) -> None:
-        backoff = 0.5
         try:
-            while not self._stopping.is_set():
-                try:
-                    self._consume()
-                    backoff = 0.5
-                except (AMQPError, OSError) as exc:
-                    self.ready.clear()
-                    if self._stopping.is_set():
-                        break
-                    log.warning("broker connection lost (%s); reconnecting in %.1f s", exc or type(exc).__name__, backoff)
-                    self._stopping.wait(backoff)
-                    backoff = min(backoff * 2, 10.0)
+            super().run()
         finally:
             self.loop.run_until_complete(self.engine.dispose())
             self.loop.close()
 
-    def _consume(self) -> None:
-        connection = pika.BlockingConnection(connection_parameters(self.settings.amqp_url, self.name))
-        self.connection = connection
-        try:
-            consume = connection.channel()
-            self.topology.declare(consume)
-            consume.basic_qos(prefetch_count=self.settings.prefetch_count)
-            publish = connection.channel()
-            publish.confirm_delivery()
-            consume.basic_consume(self.topology.queue, lambda ch, m, p, b: self._on_message(ch, publish, m, b))
-            log.info("consuming %s", self.topology.queue)
-            self.ready.set()
-            depth_at = 0.0
-            while not self._stopping.is_set():
-                connection.process_data_events(time_limit=0.5)
-                if time.monotonic() - depth_at >= self.settings.depth_interval_s:
-                    depth_at = time.monotonic()
-                    QUEUE_DEPTH.set(consume.queue_declare(self.topology.queue, passive=True).method.message_count)
-        finally:
-            self.ready.clear()
-            if connection.is_open:
-                try:
-                    connection.close()  # unacknowledged deliveries go back to the queue
-                except AMQPError:
-                    pass
+    def setup(self, connection) -> None:
+        consume = connection.channel()
+        self.topology.declare(consume)
+        consume.basic_qos(prefetch_count=self.settings.prefetch_count)
+        publish = connection.channel()
+        publish.confirm_delivery()
+        consume.basic_consume(self.topology.queue, lambda ch, m, p, b: self._on_message(ch, publish, m, b))
+        self._consume_channel, self._depth_at = consume, 0.0
+        log.info("consuming %s", self.topology.queue)
+
+    def idle(self) -> None:
+        if time.monotonic() - self._depth_at >= self.settings.depth_interval_s:
+            self._depth_at = time.monotonic()
+            QUEUE_DEPTH.set(self._consume_channel.queue_declare(self.topology.queue, passive=True).method.message_count)
 
     def _on_message(self, channel, publish, method, body: bytes) -> None:
         tag = method.delivery_tag
@@ -103,7 +74,7 @@ class Worker:
             result = self.loop.run_until_complete(self.jobs.run(report_id))
         except Exception:  # noqa: BLE001 - the database is down, most likely; the job itself may be fine
             log.exception("report %s could not be processed; handing the job back", report_id)
-            self._stopping.wait(1.0)
+            self.stopping.wait(1.0)
             channel.basic_nack(tag, requeue=True)
             return
         if result.outcome is Outcome.RETRY:

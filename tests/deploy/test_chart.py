@@ -10,13 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.inference.training_jobs import (
-    TRAINING_ENV_PREFIX,
-    KubernetesJobConfig,
-    TrainingJobSpec,
-    build_job,
-    config_from_env,
-)
+from services.inference.config import TrainingSettings
+from services.inference.training.kubernetes import build_job
+from services.inference.training.spec import TrainingJobSpec
 from tests.deploy.tools import CHART, K8S_VERSION, REPO, check, run, tool
 
 VALUES_FILES = [None, *sorted(p.name for p in (CHART / "ci").glob("*.yaml"))]
@@ -57,6 +53,21 @@ def workloads(docs: list[dict]) -> list[dict]:
 def containers(doc: dict, init: bool = False) -> list[dict]:
     spec = doc["spec"]["template"]["spec"]
     return spec.get("containers", []) + (spec.get("initContainers", []) if init else [])
+
+
+def triton_model_config(docs: list[dict]):
+    """The rendered config.pbtxt, parsed as the inference service parses it before a load."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    text = by_kind(docs, "ConfigMap")["fer-fer-platform-triton-model-config"]["data"]["config.pbtxt"]
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+def instance_kind(config) -> str:
+    from tritonclient.grpc import model_config_pb2
+
+    return model_config_pb2.ModelInstanceGroup.Kind.Name(config.instance_group[0].kind)
 
 
 # ---------------------------------------------------------------- lint and schemas
@@ -223,10 +234,9 @@ def test_triton_runs_on_gpu_nodes_with_the_model_repository() -> None:
     assert "--model-control-mode=explicit" in c["args"]
     claim = next(v for v in pod["volumes"] if v["name"] == "model-repository")["persistentVolumeClaim"]["claimName"]
     assert claim in by_kind(docs, "PersistentVolumeClaim")
-    config = by_kind(docs, "ConfigMap")["fer-fer-platform-triton-model-config"]["data"]["config.pbtxt"]
-    for line in ('platform: "pytorch_libtorch"', "kind: KIND_GPU", "dynamic_batching {", "max_queue_delay_microseconds: 1000",
-                 "max_batch_size: 64", 'name: "fer_resnet18"'):
-        assert line in config
+    config = triton_model_config(docs)
+    assert (config.name, config.platform, instance_kind(config)) == ("fer_resnet18", "pytorch_libtorch", "KIND_GPU")
+    assert config.max_batch_size == 64 and config.dynamic_batching.max_queue_delay_microseconds == 1000
     # Triton's image must be able to seed the repository before the server starts.
     assert pod["initContainers"][0]["name"] == "seed-model-repository"
 
@@ -236,7 +246,7 @@ def test_no_gpu_values_put_triton_on_cpu() -> None:
     pod = by_kind(docs, "Deployment")["fer-fer-platform-triton"]["spec"]["template"]["spec"]
     assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"]
     assert "nodeSelector" not in pod and "tolerations" not in pod
-    assert "kind: KIND_CPU" in by_kind(docs, "ConfigMap")["fer-fer-platform-triton-model-config"]["data"]["config.pbtxt"]
+    assert instance_kind(triton_model_config(docs)) == "KIND_CPU"
     assert not by_kind(docs, "HorizontalPodAutoscaler") and not by_kind(docs, "PodDisruptionBudget")
     assert not by_kind(docs, "Role")  # no training: no API rights
 
@@ -256,7 +266,7 @@ def test_autoscalers_and_disruption_budgets_point_at_workloads(values: str | Non
         assert any(selector.items() <= d["spec"]["template"]["metadata"]["labels"].items() for d in workloads(docs))
 
 
-def test_inference_may_create_jobs_and_its_env_builds_a_valid_job() -> None:
+def test_inference_may_create_jobs_and_its_env_builds_a_valid_job(monkeypatch: pytest.MonkeyPatch) -> None:
     import kubernetes_validate
 
     docs = render("monitoring-ingress.yaml")
@@ -270,10 +280,15 @@ def test_inference_may_create_jobs_and_its_env_builds_a_valid_job() -> None:
     assert pod["serviceAccountName"] == "fer-fer-platform-inference" and pod["automountServiceAccountToken"] is True
 
     env = {e["name"]: e.get("value", "") for e in pod["containers"][0]["env"]}
-    known = {TRAINING_ENV_PREFIX + f.upper() for f in KubernetesJobConfig.__dataclass_fields__} | {"INFERENCE_TRAINING_LAUNCHER"}
-    unknown = {k for k in env if k.startswith(TRAINING_ENV_PREFIX)} - known
+    prefix = TrainingSettings.model_config["env_prefix"]
+    known = {prefix + f.upper() for f in TrainingSettings.model_fields}
+    unknown = {k for k in env if k.startswith(prefix)} - known
     assert not unknown, f"the chart sets training settings the launcher does not read: {unknown}"
-    cfg = config_from_env(env)
+    for key, value in env.items():
+        if key.startswith(prefix):
+            monkeypatch.setenv(key, value)
+    cfg = TrainingSettings()
+    assert cfg.launcher == "kubernetes"
     assert cfg.namespace == "fer" and cfg.image.endswith("/fer-training:0.1.0")
     assert cfg.service_account in by_kind(docs, "ServiceAccount")
     assert cfg.model_repository_pvc in by_kind(docs, "PersistentVolumeClaim")
@@ -331,14 +346,28 @@ def test_plain_manifests_carry_no_credentials() -> None:
     assert all(d["metadata"].get("namespace", "fer") == "fer" for d in docs)
 
 
-def test_triton_config_matches_the_model_repository_convention() -> None:
-    from ferkit.modelrepo import production_config
+def test_triton_config_follows_the_values_and_serves_the_shipped_model() -> None:
+    from ferkit import modelrepo
+    from ferkit.vision import ModelMetadata
 
-    expected = production_config("fer_resnet18")
-    rendered = by_kind(render(None), "ConfigMap")["fer-fer-platform-triton-model-config"]["data"]["config.pbtxt"]
-    assert rendered == expected, "the chart's config.pbtxt drifted from ferkit.modelrepo.production_config"
-    assert (REPO / "deploy" / "triton" / "config.pbtxt").read_text() == expected, \
-        "deploy/triton/config.pbtxt drifted from ferkit.modelrepo.production_config"
+    docs = render(None)
+    config = triton_model_config(docs)
+    meta = ModelMetadata.load(modelrepo.version_dir(REPO / "models", config.name) / modelrepo.METADATA_FILENAME)
+    assert [i.name for i in config.input] == [meta.input_name] and [o.name for o in config.output] == [meta.output_name]
+    assert list(config.input[0].dims) == [meta.input.channels, *meta.input.size]
+    assert list(config.output[0].dims) == [len(meta.classes)]
+    assert config.version_policy.latest.num_versions == modelrepo.VERSIONS_SERVED  # the registry serves two
+
+    settings = ["triton.gpu.enabled=false", "triton.model.instanceCount=3",
+                "triton.model.dynamicBatching.maxQueueDelayMicroseconds=250"]
+    tuned_docs = [d for d in yaml.safe_load_all(check([tool("helm"), "template", "fer", str(CHART), "--namespace", "fer",
+                                                       "--set", ",".join(settings)])) if d]
+    tuned = triton_model_config(tuned_docs)
+    assert (instance_kind(tuned), tuned.instance_group[0].count) == ("KIND_CPU", 3)
+    assert tuned.dynamic_batching.max_queue_delay_microseconds == 250
+    checksum = "checksum/model-config"
+    triton_pod = [by_kind(d, "Deployment")["fer-fer-platform-triton"]["spec"]["template"]["metadata"] for d in (docs, tuned_docs)]
+    assert triton_pod[0]["annotations"][checksum] != triton_pod[1]["annotations"][checksum], "a new config must restart Triton"
 
 
 @pytest.mark.parametrize("settings", [

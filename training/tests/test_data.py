@@ -1,4 +1,7 @@
 import csv
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ from training.data import (
     LANDMARK_SCHEMES, DataError, landmark_scheme, load_affectnet_csv, load_class_folders, load_fer2013_csv,
     load_ferplus, load_image_label_csv, load_jaffe, load_splits, named_splits, pick_split, stratified_split,
 )
+from training.data import image_files
 from training.tests.conftest import save_png, synth_faces, write_fer_csv
 
 
@@ -87,6 +91,20 @@ def test_class_folders_skip_unreadable_and_read_subjects(tmp_path):
     # Subject-wise: no subject in two parts.
     parts = [set(s.subjects.tolist()) for s in (splits.train, splits.val, splits.test)]
     assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+
+
+def test_too_large_images_are_skipped_without_a_global_pillow_limit(tmp_path, monkeypatch):
+    probe = ("from PIL import Image; n = Image.MAX_IMAGE_PIXELS; import training.data; "
+             "print(n == Image.MAX_IMAGE_PIXELS)")
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "True"
+    monkeypatch.setattr(image_files, "MAX_IMAGE_PIXELS", 60 * 60)
+    images, labels = synth_faces(7)
+    _folders(tmp_path / "ck", images, labels, [str(k) for k in range(7)], bad=False)
+    save_png(tmp_path / "ck" / "3" / "S100_001_huge.png", np.zeros((61, 61), np.uint8))
+    data = load_class_folders(tmp_path / "ck")
+    assert len(data) == 7 and "huge" in data.skipped[0][0] and "DecompressionBombError" in data.skipped[0][1]
 
 
 def test_fer2013_folder_dump_with_train_test_and_digit_names(tmp_path):

@@ -69,11 +69,19 @@ def test_failed_export_leaves_nothing(tmp_path):
     assert [p.name for p in (repo / "m").iterdir()] == [".lock"]
     with pytest.raises(RuntimeError, match="no model.pt"):
         modelrepo.write_version(repo, "m", lambda tmp, v: None)
-    modelrepo.write_version(repo, "m", lambda tmp, v: (tmp / "model.pt").write_bytes(b"x"), version=3)
+    def complete(tmp, version):
+        (tmp / "model.pt").write_bytes(b"x")
+        (tmp / modelrepo.METADATA_FILENAME).write_text("{}")
+
+    modelrepo.write_version(repo, "m", complete, version=3)
     assert modelrepo.next_version(repo / "m") == 4
     with pytest.raises(FileExistsError):
-        modelrepo.write_version(repo, "m", lambda tmp, v: (tmp / "model.pt").write_bytes(b"x"), version=3)
+        modelrepo.write_version(repo, "m", complete, version=3)
     assert modelrepo.version_dir(repo, "m").name == "3"
+    # A version folder still being filled (no metadata.json yet) is not the latest.
+    (repo / "m" / "4").mkdir()
+    (repo / "m" / "4" / "model.pt").write_bytes(b"x")
+    assert modelrepo.latest_version(repo / "m") == 3
 
 
 def test_not_a_checkpoint(tmp_path):

@@ -3,7 +3,8 @@
 import torch
 
 from training.bench import bench_training_speed
-from training.engine import Trainer, cpu_has_bf16
+from training.engine import Trainer
+from training.utils import cpu_has_bf16
 
 from .conftest import small_config
 

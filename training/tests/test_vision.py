@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from ferkit.vision import CLASSES, InputSpec, ModelMetadata, crop_face, normalise, to_grey
-from training.augment import normalise_batch
+from training.predict import normalise_batch
 
 
 def test_classes_are_fer2013_order():

@@ -1,9 +1,7 @@
 // Analysis: choose or drop a photo, preview it, add notes, run, watch progress, see the result.
-import { request } from "../api.js";
+import { limits, megabytes, request } from "../api.js";
 import { alertBox, announce, field, h, onSubmit } from "../dom.js";
 import { resultView } from "./result.js";
-
-const MAX_NOTES = 2000; // the gateway's limit
 
 export function analyzePage(ctx) {
   const error = alertBox();
@@ -12,7 +10,7 @@ export function analyzePage(ctx) {
     "div",
     { class: "dropzone" },
     h("label", { for: "photo" }, h("strong", {}, "Choose a photo"), " or drop it here"),
-    h("p", { class: "hint", id: "photo-hint" }, "JPEG, PNG, WebP, BMP, TIFF or GIF, up to 10 MB. Faces should be roughly frontal."),
+    h("p", { class: "hint", id: "photo-hint" }, "JPEG, PNG, WebP, BMP, TIFF or GIF. Faces should be roughly frontal."),
     input,
   );
   const preview = h("div", { class: "preview", hidden: true });
@@ -64,7 +62,7 @@ export function analyzePage(ctx) {
     { class: "card stack", "aria-labelledby": "analyze-title" },
     zone,
     preview,
-    field("Notes (optional)", { multiline: true, name: "notes", rows: 3, maxlength: MAX_NOTES }, "Kept with the result and printed in its reports."),
+    field("Notes (optional)", { multiline: true, name: "notes", rows: 3 }, "Kept with the result and printed in its reports."),
     h(
       "div",
       { class: "check" },
@@ -76,6 +74,16 @@ export function analyzePage(ctx) {
     progressBox,
     h("div", { class: "actions" }, runButton),
   );
+
+  // The limits come from the API (one home for them); the form works without them, the server checks anyway.
+  limits()
+    .then((accepted) => {
+      if (ctx.signal.aborted) return;
+      form.notes.maxLength = accepted.notes_max_chars;
+      zone.querySelector("#photo-hint").textContent =
+        `JPEG, PNG, WebP, BMP, TIFF or GIF, up to ${megabytes(accepted.upload_max_bytes)}. Faces should be roughly frontal.`;
+    })
+    .catch(() => {});
 
   onSubmit(form, error, async () => {
     if (!file) return;
@@ -102,7 +110,6 @@ export function analyzePage(ctx) {
             progressLabel.textContent = "Analysing… ";
           }
         },
-        messages: { 413: "This file is too large. Please choose an image under 10 MB." },
       });
     } catch (failure) {
       // Input the server refused is about the file: say so in front of its own reason.

@@ -1,40 +1,63 @@
 """Registration, the OAuth2 password flow, token refresh and logout."""
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel, Field
 
 from fer.v1 import auth_pb2
-from services.gateway.schemas import RefreshIn, RegisterIn, TokenOut, UserOut, token_out
+from services.gateway.deps import AuthStub
+from services.gateway.schemas import StrictBody, UserOut, from_message
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
+class RegisterIn(StrictBody):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1024)
+    display_name: str = Field(max_length=200)
+
+
+class RefreshIn(StrictBody):
+    refresh_token: str = Field(max_length=512)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+    @classmethod
+    def from_proto(cls, pair: auth_pb2.TokenPair) -> "TokenOut":
+        return from_message(cls, pair, token_type=pair.token_type or "bearer")
+
+
 @router.post("/register", status_code=201, response_model=UserOut)
-async def register(body: RegisterIn, request: Request) -> UserOut:
-    user = await request.app.state.upstreams.auth.Register(
-        auth_pb2.RegisterRequest(email=body.email, password=body.password, display_name=body.display_name)
-    )
+async def register(body: RegisterIn, auth: AuthStub) -> UserOut:
+    user = await auth.Register(auth_pb2.RegisterRequest(email=body.email, password=body.password, display_name=body.display_name))
     return UserOut.from_proto(user)
 
 
 @router.post("/token", response_model=TokenOut)
-async def token(request: Request, form: OAuth2PasswordRequestForm = Depends()) -> TokenOut:
+async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: AuthStub) -> TokenOut:
     """OAuth2 password flow: `username` is the email."""
-    pair = await request.app.state.upstreams.auth.Authenticate(
+    pair = await auth.Authenticate(
         auth_pb2.AuthenticateRequest(
             email=form.username, password=form.password, client_address=request.client.host if request.client else ""
         )
     )
-    return token_out(pair)
+    return TokenOut.from_proto(pair)
 
 
 @router.post("/refresh", response_model=TokenOut)
-async def refresh(body: RefreshIn, request: Request) -> TokenOut:
+async def refresh(body: RefreshIn, auth: AuthStub) -> TokenOut:
     """Exchanges a refresh token for a new pair; the old refresh token stops working."""
-    return token_out(await request.app.state.upstreams.auth.Refresh(auth_pb2.RefreshRequest(refresh_token=body.refresh_token)))
+    return TokenOut.from_proto(await auth.Refresh(auth_pb2.RefreshRequest(refresh_token=body.refresh_token)))
 
 
 @router.post("/logout", status_code=204)
-async def logout(body: RefreshIn, request: Request) -> Response:
+async def logout(body: RefreshIn, auth: AuthStub) -> Response:
     """Revokes the refresh token and every token rotated from the same login."""
-    await request.app.state.upstreams.auth.Revoke(auth_pb2.RevokeRequest(refresh_token=body.refresh_token))
+    await auth.Revoke(auth_pb2.RevokeRequest(refresh_token=body.refresh_token))
     return Response(status_code=204)

@@ -2,12 +2,12 @@
 import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from fer.v1 import auth_pb2, common_pb2, inference_pb2
-from services.gateway.security import admin_user, current_user
-from services.gateway.upstreams import upstream
+from fer.v1 import common_pb2, inference_pb2
+from services.gateway.deps import AdminUser, CurrentUser, ModelsStub
+from services.gateway.schemas import from_message
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -25,7 +25,7 @@ class ModelVersionOut(BaseModel):
             metadata = json.loads(version.metadata_json) if version.metadata_json else {}
         except json.JSONDecodeError:
             metadata = {}
-        return cls(name=version.name, version=version.version, state=version.state, promoted=version.promoted, metadata=metadata)
+        return from_message(cls, version, metadata=metadata)
 
 
 class ModelList(BaseModel):
@@ -33,27 +33,24 @@ class ModelList(BaseModel):
 
 
 @router.get("", response_model=ModelList)
-async def list_models(request: Request, user: auth_pb2.User = Depends(current_user)) -> ModelList:
-    listed = await upstream(request, "inference").ListModels(common_pb2.Empty())
+async def list_models(user: CurrentUser, models: ModelsStub) -> ModelList:
+    listed = await models.ListModels(common_pb2.Empty())
     return ModelList(models=[ModelVersionOut.from_proto(v) for v in listed.versions])
 
 
 @router.post("/{name}/versions/{version:int}:promote", response_model=ModelVersionOut, responses={403: {}, 404: {}})
-async def promote_version(name: str, version: int, request: Request, user: auth_pb2.User = Depends(admin_user)) -> ModelVersionOut:
+async def promote_version(name: str, version: int, admin: AdminUser, models: ModelsStub) -> ModelVersionOut:
     """Loads the version (if needed) and makes it the one that answers by default."""
-    promoted = await upstream(request, "inference").PromoteModel(inference_pb2.ModelVersionRequest(name=name, version=version))
-    return ModelVersionOut.from_proto(promoted)
+    return ModelVersionOut.from_proto(await models.PromoteModel(inference_pb2.ModelVersionRequest(name=name, version=version)))
 
 
 @router.post("/{name}/versions/{version:int}:load", response_model=ModelVersionOut, responses={403: {}, 404: {}})
-async def load_version(name: str, version: int, request: Request, user: auth_pb2.User = Depends(admin_user)) -> ModelVersionOut:
+async def load_version(name: str, version: int, admin: AdminUser, models: ModelsStub) -> ModelVersionOut:
     """Serves a version beside the promoted one (ask for it by number), e.g. to compare before promoting."""
-    loaded = await upstream(request, "inference").LoadModel(inference_pb2.ModelVersionRequest(name=name, version=version))
-    return ModelVersionOut.from_proto(loaded)
+    return ModelVersionOut.from_proto(await models.LoadModel(inference_pb2.ModelVersionRequest(name=name, version=version)))
 
 
 @router.post("/{name}:rollback", response_model=ModelVersionOut, responses={403: {}, 404: {}})
-async def rollback(name: str, request: Request, user: auth_pb2.User = Depends(admin_user)) -> ModelVersionOut:
+async def rollback(name: str, admin: AdminUser, models: ModelsStub) -> ModelVersionOut:
     """Serves the previously promoted version again."""
-    version = await upstream(request, "inference").RollbackModel(inference_pb2.RollbackModelRequest(name=name))
-    return ModelVersionOut.from_proto(version)
+    return ModelVersionOut.from_proto(await models.RollbackModel(inference_pb2.RollbackModelRequest(name=name)))

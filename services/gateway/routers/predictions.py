@@ -1,23 +1,24 @@
 """Predictions: upload a photo, get every face's expression; the caller's history and annotated images.
 
-An upload is checked here first (header only: size, format, dimensions, frames), then the inference
-service decodes and classifies it, the reports service stores the result, and the auth service counts
-the analysis. Nothing is stored for a refused upload."""
-from datetime import datetime, timezone
+An upload is checked here first (header only: size, format, dimensions, frames), then travels once, to
+the reports service, which has the inference service classify it, stores the result and has the auth
+service count it (stored and counted, or neither). Nothing is stored for a refused upload. The annotated
+image is drawn when it is first asked for, not on the upload's path."""
+from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from fer.v1 import auth_pb2, common_pb2, inference_pb2, reports_pb2
+from fer.v1 import common_pb2, inference_pb2, reports_pb2
 from ferkit import images
+from ferkit.limits import NOTES_MAX_CHARS
 from ferkit.vision import CLASSES
-from services.gateway.security import current_user
-from services.gateway.upstreams import upstream
+from services.gateway.deps import CurrentUser, ReportsStub, SettingsDep
+from services.gateway.schemas import Page, from_message
 
 router = APIRouter(prefix="/predictions", tags=["predictions"])
-MAX_NOTES = 2000
 # REST values of the `mode` form field -> the inference service's FaceMode.
 MODES = {"detect": inference_pb2.FACE_MODE_DETECT, "face": inference_pb2.FACE_MODE_FACE}
 
@@ -31,6 +32,16 @@ class FaceOut(BaseModel):
         default=False,
         description="The top score is below the model's threshold: the label is the best guess, not a confident answer.",
     )
+
+    @classmethod
+    def from_proto(cls, face: common_pb2.FacePrediction, classes: list[str]) -> "FaceOut":
+        return from_message(
+            cls,
+            face,
+            box=[face.box.x, face.box.y, face.box.width, face.box.height],
+            scores={name: round(float(p), 6) for name, p in zip(classes, face.scores)},
+            detection_score=round(float(face.detection_score), 4),
+        )
 
 
 class ModelOut(BaseModel):
@@ -62,109 +73,77 @@ class PredictionOut(BaseModel):
     @classmethod
     def from_result(cls, result: reports_pb2.Result, request: Request) -> "PredictionOut":
         classes = list(result.model.classes) or list(CLASSES)
-        return cls(
-            id=result.id,
-            created_at=result.created_at.ToDatetime(timezone.utc),
-            faces=[
-                FaceOut(
-                    box=[f.box.x, f.box.y, f.box.width, f.box.height],
-                    label=f.label,
-                    scores={name: round(float(p), 6) for name, p in zip(classes, f.scores)},
-                    detection_score=round(float(f.detection_score), 4),
-                    uncertain=f.uncertain,
-                )
-                for f in result.faces
-            ],
-            model=ModelOut(name=result.model.name, version=result.model.version),
-            timings=TimingsOut(
-                decode_ms=result.timings.decode_ms,
-                detect_ms=result.timings.detect_ms,
-                infer_ms=result.timings.infer_ms,
-                annotate_ms=result.timings.annotate_ms,
-                total_ms=result.timings.total_ms,
-            ),
+        return from_message(
+            cls,
+            result,
+            faces=[FaceOut.from_proto(face, classes) for face in result.faces],
+            model=from_message(ModelOut, result.model),
+            timings=from_message(TimingsOut, result.timings),
             annotated_url=str(request.url_for("get_annotated_image", prediction_id=result.id).path),
-            message=result.message,
-            notes=result.notes,
-            filename=result.filename,
-            image_width=result.image_width,
-            image_height=result.image_height,
         )
 
 
-class PredictionPage(BaseModel):
-    items: list[PredictionOut]
-    next_page_token: str = Field(description="Pass as page_token for the next page; empty on the last page.")
-    total: int
+class PredictionPage(Page[PredictionOut]):
+    pass
 
 
 @router.post("", status_code=201, response_model=PredictionOut, responses={413: {}, 415: {}, 422: {}, 503: {}})
 async def create_prediction(
     request: Request,
+    user: CurrentUser,
+    settings: SettingsDep,
+    reports: ReportsStub,
     file: UploadFile = File(description="A photo (JPEG, PNG, WebP, BMP, TIFF or GIF)."),
-    notes: str = Form("", max_length=MAX_NOTES),
+    notes: str = Form("", max_length=NOTES_MAX_CHARS),
     mode: Literal["detect", "face"] = Form(
         "detect",
         description="detect: find every face (a small image, such as a 48x48 face crop, is taken as one face); "
         "face: the whole image is one face (a face crop or a tight portrait).",
     ),
-    user: auth_pb2.User = Depends(current_user),
 ) -> PredictionOut:
-    inference, reports = upstream(request, "inference"), upstream(request, "reports")
     data = await file.read()
-    limits = images.ImageLimits(max_bytes=request.app.state.settings.max_upload_bytes)
     try:
-        info = await run_in_threadpool(images.probe, data, limits)
+        info = await run_in_threadpool(images.probe, data, images.ImageLimits(max_bytes=settings.max_upload_bytes))
     except images.ImageError as exc:
         raise HTTPException(status_code=exc.status, detail=str(exc)) from None
-    reply = await inference.PredictImage(inference_pb2.PredictImageRequest(image=data, annotate=True, mode=MODES[mode]))
-    saved = await reports.SaveResult(
-        reports_pb2.SaveResultRequest(
+    # One call: reports has inference classify the photo, stores the result and counts it.
+    saved = await reports.AnalyzeImage(
+        reports_pb2.AnalyzeImageRequest(
             owner_id=user.id,
-            notes=notes,
+            image=data,
+            content_type=info.content_type,
             filename=(file.filename or "")[:255],
-            original_image=data,
-            original_content_type=info.content_type,
-            annotated_png=reply.annotated_png,
-            model=reply.model,
-            faces=reply.faces,
-            timings=reply.timings,
-            image_width=reply.image_width,
-            image_height=reply.image_height,
-            message=reply.message,
+            notes=notes,
+            mode=MODES[mode],
         )
     )
-    await request.app.state.upstreams.auth.RecordUsage(auth_pb2.RecordUsageRequest(user_id=user.id, count=1))
     return PredictionOut.from_result(saved, request)
 
 
 @router.get("", response_model=PredictionPage)
 async def list_predictions(
     request: Request,
+    user: CurrentUser,
+    reports: ReportsStub,
     page_size: int = Query(20, ge=1, le=100),
     page_token: str = Query("", max_length=512),
-    user: auth_pb2.User = Depends(current_user),
 ) -> PredictionPage:
     """The caller's history, newest first."""
-    page = await upstream(request, "reports").ListResults(
+    page = await reports.ListResults(
         reports_pb2.ListResultsRequest(owner_id=user.id, page=common_pb2.PageRequest(page_size=page_size, page_token=page_token))
     )
-    return PredictionPage(
-        items=[PredictionOut.from_result(r, request) for r in page.results],
-        next_page_token=page.page.next_page_token,
-        total=page.page.total,
-    )
+    return PredictionPage.of([PredictionOut.from_result(result, request) for result in page.results], page.page)
 
 
 @router.get("/{prediction_id}", response_model=PredictionOut, responses={404: {}})
-async def get_prediction(prediction_id: str, request: Request, user: auth_pb2.User = Depends(current_user)) -> PredictionOut:
-    result = await upstream(request, "reports").GetResult(reports_pb2.GetResultRequest(owner_id=user.id, id=prediction_id))
+async def get_prediction(prediction_id: str, request: Request, user: CurrentUser, reports: ReportsStub) -> PredictionOut:
+    result = await reports.GetResult(reports_pb2.GetResultRequest(owner_id=user.id, id=prediction_id))
     return PredictionOut.from_result(result, request)
 
 
 @router.get("/{prediction_id}/annotated.png", response_class=Response, responses={200: {"content": {"image/png": {}}}, 404: {}})
-async def get_annotated_image(prediction_id: str, request: Request, user: auth_pb2.User = Depends(current_user)) -> Response:
-    image = await upstream(request, "reports").GetAnnotatedImage(reports_pb2.GetResultRequest(owner_id=user.id, id=prediction_id))
+async def get_annotated_image(prediction_id: str, user: CurrentUser, reports: ReportsStub) -> Response:
+    image = await reports.GetAnnotatedImage(reports_pb2.GetResultRequest(owner_id=user.id, id=prediction_id))
     return Response(
         image.content,
         media_type=image.content_type or "image/png",

@@ -1,15 +1,14 @@
 """PDF and JSON reports on a prediction: asked for, rendered in the background, downloaded when done."""
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Literal
 
 import grpc
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from fer.v1 import auth_pb2, reports_pb2
-from services.gateway.schemas import StrictBody
-from services.gateway.security import current_user
-from services.gateway.upstreams import upstream
+from fer.v1 import reports_pb2
+from services.gateway.deps import CurrentUser, ReportsStub
+from services.gateway.schemas import StrictBody, from_message
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -40,15 +39,11 @@ class ReportOut(BaseModel):
     @classmethod
     def from_proto(cls, report: reports_pb2.Report, request: Request) -> "ReportOut":
         done = report.status == "done"
-        return cls(
-            id=report.id,
+        return from_message(
+            cls,
+            report,
             prediction_id=report.result_id,
-            format=report.format,
-            status=report.status,
             error=report.error or None,
-            attempts=report.attempts,
-            created_at=report.created_at.ToDatetime(timezone.utc),
-            updated_at=report.updated_at.ToDatetime(timezone.utc),
             filename=report.filename if done else None,
             size_bytes=report.size_bytes if done else None,
             download_url=str(request.url_for("download_report", report_id=report.id).path) if done else None,
@@ -56,9 +51,10 @@ class ReportOut(BaseModel):
 
 
 @router.post("", status_code=202, response_model=ReportAccepted)
-async def request_report(body: ReportIn, request: Request, response: Response, user: auth_pb2.User = Depends(current_user)) -> ReportAccepted:
+async def request_report(body: ReportIn, request: Request, response: Response, user: CurrentUser,
+                         reports: ReportsStub) -> ReportAccepted:
     """Asks for a report on one of the caller's predictions; 404 if the prediction is not theirs."""
-    report = await upstream(request, "reports").RequestReport(
+    report = await reports.RequestReport(
         reports_pb2.RequestReportRequest(owner_id=user.id, result_id=body.prediction_id, format=body.format)
     )
     response.headers["Location"] = str(request.url_for("get_report", report_id=report.id).path)
@@ -66,8 +62,8 @@ async def request_report(body: ReportIn, request: Request, response: Response, u
 
 
 @router.get("/{report_id}", response_model=ReportOut)
-async def get_report(report_id: str, request: Request, user: auth_pb2.User = Depends(current_user)) -> ReportOut:
-    report = await upstream(request, "reports").GetReport(reports_pb2.GetReportRequest(owner_id=user.id, id=report_id))
+async def get_report(report_id: str, request: Request, user: CurrentUser, reports: ReportsStub) -> ReportOut:
+    report = await reports.GetReport(reports_pb2.GetReportRequest(owner_id=user.id, id=report_id))
     return ReportOut.from_proto(report, request)
 
 
@@ -76,9 +72,9 @@ async def get_report(report_id: str, request: Request, user: auth_pb2.User = Dep
     response_class=Response,
     responses={200: {"content": {"application/pdf": {}, "application/json": {}}}, 409: {"description": "not done yet, or failed"}},
 )
-async def download_report(report_id: str, request: Request, user: auth_pb2.User = Depends(current_user)) -> Response:
+async def download_report(report_id: str, user: CurrentUser, reports: ReportsStub) -> Response:
     try:
-        file = await upstream(request, "reports").GetReportFile(reports_pb2.GetReportRequest(owner_id=user.id, id=report_id))
+        file = await reports.GetReportFile(reports_pb2.GetReportRequest(owner_id=user.id, id=report_id))
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
             raise HTTPException(status_code=409, detail=exc.details()) from None

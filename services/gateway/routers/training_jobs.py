@@ -2,13 +2,12 @@
 version, which an administrator then loads or promotes under /models."""
 from datetime import datetime, timezone
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from fer.v1 import auth_pb2, common_pb2, inference_pb2
-from services.gateway.schemas import StrictBody
-from services.gateway.security import admin_user
-from services.gateway.upstreams import upstream
+from fer.v1 import common_pb2, inference_pb2
+from services.gateway.deps import AdminUser, TrainingStub
+from services.gateway.schemas import Page, StrictBody, from_message
 
 router = APIRouter(prefix="/training-jobs", tags=["training"])
 
@@ -35,46 +34,32 @@ class TrainingJobOut(BaseModel):
 
     @classmethod
     def from_proto(cls, job: inference_pb2.TrainingJob) -> "TrainingJobOut":
-        return cls(
-            id=job.id,
-            dataset=job.dataset,
-            recipe=job.recipe,
-            gpus=job.gpus,
-            model_name=job.model_name,
-            status=job.status,
-            message=job.message,
-            model_version=job.model_version or None,
-            requested_by=job.requested_by,
-            created_at=job.created_at.ToDatetime(timezone.utc),
-            finished_at=job.finished_at.ToDatetime(timezone.utc) if job.HasField("finished_at") else None,
-        )
+        finished_at = job.finished_at.ToDatetime(timezone.utc) if job.HasField("finished_at") else None
+        return from_message(cls, job, model_version=job.model_version or None, finished_at=finished_at)
 
 
-class TrainingJobPage(BaseModel):
-    items: list[TrainingJobOut]
-    next_page_token: str
-    total: int
+class TrainingJobPage(Page[TrainingJobOut]):
+    pass
 
 
 @router.post("", status_code=202, response_model=TrainingJobOut, responses={403: {}, 422: {}})
-async def start_training_job(body: TrainingJobIn, request: Request, response: Response,
-                             user: auth_pb2.User = Depends(admin_user)) -> TrainingJobOut:
-    job = await upstream(request, "inference").StartTrainingJob(
+async def start_training_job(body: TrainingJobIn, request: Request, response: Response, admin: AdminUser,
+                             training: TrainingStub) -> TrainingJobOut:
+    job = await training.StartTrainingJob(
         inference_pb2.StartTrainingJobRequest(dataset=body.dataset, recipe=body.recipe, gpus=body.gpus,
-                                              model_name=body.model_name, requested_by=user.email)
+                                              model_name=body.model_name, requested_by=admin.email)
     )
     response.headers["Location"] = str(request.url_for("get_training_job", job_id=job.id).path)
     return TrainingJobOut.from_proto(job)
 
 
 @router.get("", response_model=TrainingJobPage)
-async def list_training_jobs(request: Request, page_size: int = Query(20, ge=1, le=100), page_token: str = Query("", max_length=20),
-                             user: auth_pb2.User = Depends(admin_user)) -> TrainingJobPage:
-    page = await upstream(request, "inference").ListTrainingJobs(common_pb2.PageRequest(page_size=page_size, page_token=page_token))
-    return TrainingJobPage(items=[TrainingJobOut.from_proto(j) for j in page.jobs], next_page_token=page.page.next_page_token,
-                           total=page.page.total)
+async def list_training_jobs(admin: AdminUser, training: TrainingStub, page_size: int = Query(20, ge=1, le=100),
+                             page_token: str = Query("", max_length=20)) -> TrainingJobPage:
+    page = await training.ListTrainingJobs(common_pb2.PageRequest(page_size=page_size, page_token=page_token))
+    return TrainingJobPage.of([TrainingJobOut.from_proto(job) for job in page.jobs], page.page)
 
 
 @router.get("/{job_id}", response_model=TrainingJobOut, responses={404: {}})
-async def get_training_job(job_id: str, request: Request, user: auth_pb2.User = Depends(admin_user)) -> TrainingJobOut:
-    return TrainingJobOut.from_proto(await upstream(request, "inference").GetTrainingJob(inference_pb2.GetTrainingJobRequest(id=job_id)))
+async def get_training_job(job_id: str, admin: AdminUser, training: TrainingStub) -> TrainingJobOut:
+    return TrainingJobOut.from_proto(await training.GetTrainingJob(inference_pb2.GetTrainingJobRequest(id=job_id)))

@@ -1,32 +1,38 @@
 """The caller's own account."""
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Response
+from pydantic import Field
 
 from fer.v1 import auth_pb2
-from services.gateway.schemas import UserOut, UserPatch
-from services.gateway.security import current_user
+from services.gateway.deps import AuthStub, CurrentUser
+from services.gateway.schemas import StrictBody, UserOut
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 
+class UserPatch(StrictBody):
+    display_name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    new_password: str | None = Field(default=None, max_length=1024)
+    current_password: str | None = Field(default=None, max_length=1024)
+
+
 @router.get("/me", response_model=UserOut)
-async def read_me(user: auth_pb2.User = Depends(current_user)) -> UserOut:
+async def read_me(user: CurrentUser) -> UserOut:
     return UserOut.from_proto(user)
 
 
 @router.patch("/me", response_model=UserOut)
-async def update_me(body: UserPatch, request: Request, user: auth_pb2.User = Depends(current_user)) -> UserOut:
+async def update_me(body: UserPatch, user: CurrentUser, auth: AuthStub) -> UserOut:
     if body.new_password is not None and not body.current_password:
         raise HTTPException(status_code=422, detail="current_password is required to change the password")
     changes = body.model_dump(exclude_none=True, exclude={"current_password"})
     if not changes:
         raise HTTPException(status_code=422, detail="nothing to change: send display_name, email or new_password")
-    updated = await request.app.state.upstreams.auth.UpdateUser(
-        auth_pb2.UpdateUserRequest(user_id=user.id, current_password=body.current_password or "", **changes)
-    )
+    updated = await auth.UpdateUser(auth_pb2.UpdateUserRequest(user_id=user.id, current_password=body.current_password or "", **changes))
     return UserOut.from_proto(updated)
 
 
 @router.delete("/me", status_code=204)
-async def delete_me(request: Request, user: auth_pb2.User = Depends(current_user)) -> Response:
-    await request.app.state.upstreams.auth.DeleteUser(auth_pb2.GetUserRequest(user_id=user.id))
+async def delete_me(user: CurrentUser, auth: AuthStub) -> Response:
+    await auth.DeleteUser(auth_pb2.GetUserRequest(user_id=user.id))
     return Response(status_code=204)

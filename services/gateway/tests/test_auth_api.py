@@ -220,7 +220,7 @@ async def test_admin_only_dependency(gateway, auth_service):
     from fastapi import HTTPException
 
     from fer.v1 import auth_pb2
-    from services.gateway.security import admin_user
+    from services.gateway.deps import admin_user
 
     with pytest.raises(HTTPException) as denied:
         await admin_user(auth_pb2.User(role=auth_pb2.ROLE_USER))

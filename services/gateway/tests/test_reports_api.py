@@ -80,7 +80,7 @@ async def test_bad_requests_and_failed_reports(reports_gateway, reports_address)
     missing = await client.post("/api/v1/reports", json={"prediction_id": "no-such-prediction"}, headers=alice["headers"])
     assert missing.status_code == 404
     png = sample_png()
-    broken = await save_prediction(reports_address, alice["user"]["id"], annotated_png=png[: len(png) // 2])
+    broken = await save_prediction(reports_address, alice["user"]["id"], original=png[: len(png) // 2])
     report_id = (await client.post("/api/v1/reports", json={"prediction_id": broken}, headers=alice["headers"])).json()["id"]
     report = await wait_settled(client, report_id, alice["headers"])
     assert report["status"] == "failed" and "truncated" in report["error"] and report["download_url"] is None

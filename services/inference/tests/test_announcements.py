@@ -4,8 +4,7 @@ import uuid
 
 import pika
 
-from services.inference.announcements import VersionListener
-from services.inference.training_jobs import announce_version
+from services.inference.training.announce import MODELS_EXCHANGE, VERSION_CREATED_KEY, VersionListener, announce_version
 from tests.fixtures.triton import MODEL_NAME, export_random_resnet18
 
 
@@ -20,7 +19,7 @@ async def test_announced_version_is_loaded(inference_service, model_repository, 
         assert (await registry.states()).get((MODEL_NAME, version)) != "READY"
         # A malformed message first: dropped, and the listener carries on.
         connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-        connection.channel().basic_publish("fer.models", "model.version.created", b"not json")
+        connection.channel().basic_publish(MODELS_EXCHANGE, VERSION_CREATED_KEY, b"not json")
         connection.close()
         await asyncio.to_thread(announce_version, amqp_url, MODEL_NAME, version)
         for _ in range(120):

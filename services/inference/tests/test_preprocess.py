@@ -14,7 +14,7 @@ from ferkit.vision import CLASSES, InputSpec, ModelMetadata, align_and_crop, cro
 from services.inference.config import Settings
 from services.inference.detection import Detection
 from services.inference.registry import Version
-from services.inference.service import InferenceServicer, classify
+from services.inference.inference_servicer import InferenceServicer, classify
 
 
 def png(array: np.ndarray) -> bytes:
@@ -62,8 +62,7 @@ LOGITS = [[0.0, 0.0, 0.0, 6.0, 0.0, 0.0, 0.0], [0.5, 0.0, 0.0, 0.0, 1.0, 0.0, 0.
 def servicer(detections=(), logits=LOGITS, temperature=1.0, uncertain_below=0.0, **settings):
     metadata = ModelMetadata(name="fer", version=1, architecture="resnet18", temperature=temperature,
                              uncertain_below=uncertain_below)
-    return InferenceServicer(Settings(**settings), FakeRegistry(metadata), FakeTriton(logits), FakeDetector(list(detections)),
-                             jobs=None)
+    return InferenceServicer(Settings(**settings), FakeRegistry(metadata), FakeTriton(logits), FakeDetector(list(detections)))
 
 
 def test_classify_applies_the_temperature_and_the_threshold():
@@ -82,12 +81,11 @@ def test_classify_applies_the_temperature_and_the_threshold():
 async def test_uncertain_flag_is_set_when_the_top_score_is_below_the_threshold():
     faces = [Detection(10, 10, 40, 40, 0.99), Detection(60, 10, 40, 40, 0.95)]
     service = servicer(faces, temperature=2.0, uncertain_below=0.5)
-    reply = await service.predict_image(inference_pb2.PredictImageRequest(image=png(np.full((120, 160, 3), 90, np.uint8)), annotate=True))
+    reply = await service.predict_image(inference_pb2.PredictImageRequest(image=png(np.full((120, 160, 3), 90, np.uint8))))
     assert [f.uncertain for f in reply.faces] == [False, True]
     # The label stays the top class, uncertain or not; scores are the calibrated ones.
     assert [f.label for f in reply.faces] == ["happy", "sad"]
     np.testing.assert_allclose([list(f.scores) for f in reply.faces], softmax(np.array(LOGITS) / 2.0), rtol=1e-5)
-    assert Image.open(io.BytesIO(reply.annotated_png)).size == (160, 120)
 
     crops = await service.predict_crops(inference_pb2.PredictCropsRequest(crops=[png(np.zeros((48, 48), np.uint8))] * 2))
     assert [f.uncertain for f in crops.faces] == [False, True]

@@ -19,6 +19,12 @@ from ferkit.vision import CLASSES, InputSpec, ModelMetadata, align_and_crop, nor
 from tests.fixtures.triton import MODEL_NAME, export_random_resnet18
 
 
+def iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    w = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    h = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return w * h / float(a[2] * a[3] + b[2] * b[3] - w * h)
+
+
 def png(array: np.ndarray) -> bytes:
     out = io.BytesIO()
     Image.fromarray(array).save(out, format="PNG")
@@ -48,7 +54,7 @@ def crops_input(crops: list[bytes]) -> np.ndarray:
 
 async def test_astronaut_face_matches_torchscript(inference_stub, inference_service, model_repository):
     photo = skdata.astronaut()
-    reply = await inference_stub.PredictImage(inference_pb2.PredictImageRequest(image=png(photo), annotate=True))
+    reply = await inference_stub.PredictImage(inference_pb2.PredictImageRequest(image=png(photo)))
     assert len(reply.faces) == 1, reply.faces
     face = reply.faces[0]
     # The astronaut's face: RetinaFace puts it at about (177, 56, 95, 120) in the 512x512 photo.
@@ -70,21 +76,33 @@ async def test_astronaut_face_matches_torchscript(inference_stub, inference_serv
     np.testing.assert_allclose(np.array(face.scores), expected, atol=1e-4)
     assert reply.timings.detect_ms > 0 and reply.timings.infer_ms > 0 and reply.timings.total_ms >= reply.timings.infer_ms
 
-    annotated = Image.open(io.BytesIO(reply.annotated_png))
-    assert annotated.format == "PNG" and annotated.size == (512, 512)
-    # The box is drawn: pixels on its left edge differ from the photo.
-    drawn = np.asarray(annotated.convert("RGB"))[face.box.y + face.box.height // 2, face.box.x]
-    assert not np.array_equal(drawn, photo[face.box.y + face.box.height // 2, face.box.x])
+
+async def test_a_large_photo_is_decoded_reduced_and_its_boxes_are_in_its_pixels(inference_stub, inference_service):
+    """A 2048x2048 JPEG: decoded at detector_max_side (1024) in draft mode, detected and cropped there,
+    the box answered in the photo's own pixels (about 4x the 512x512 astronaut's)."""
+    small = await inference_stub.PredictImage(inference_pb2.PredictImageRequest(image=png(skdata.astronaut())))
+    out = io.BytesIO()
+    Image.fromarray(skdata.astronaut()).resize((2048, 2048), Image.Resampling.LANCZOS).save(out, "JPEG", quality=92)
+    assert inference_service.settings.detector_max_side == 1024
+    large = await inference_stub.PredictImage(inference_pb2.PredictImageRequest(image=out.getvalue()))
+    assert (large.image_width, large.image_height) == (2048, 2048)
+    [face], [reference] = large.faces, small.faces
+    got = (face.box.x, face.box.y, face.box.width, face.box.height)
+    expected = tuple(4 * v for v in (reference.box.x, reference.box.y, reference.box.width, reference.box.height))
+    # The detector sees 1024 px instead of 512, so its box moves a little; a mapping error would be 2x off.
+    assert iou(got, expected) > 0.85, (got, expected)
+    assert face.label == reference.label
+    np.testing.assert_allclose(face.scores, reference.scores, atol=0.08)
 
 
 async def test_photo_without_face_is_an_empty_list_with_a_message(inference_stub):
     sky = np.zeros((240, 320, 3), dtype=np.uint8)
     sky[..., 2] = np.linspace(120, 255, 320, dtype=np.uint8)
-    reply = await inference_stub.PredictImage(inference_pb2.PredictImageRequest(image=png(sky), annotate=True))
+    reply = await inference_stub.PredictImage(inference_pb2.PredictImageRequest(image=png(sky)))
     assert list(reply.faces) == []
     assert "no face" in reply.message
     assert reply.model.version >= 1
-    assert Image.open(io.BytesIO(reply.annotated_png)).size == (320, 240)
+    assert (reply.image_width, reply.image_height) == (320, 240)
 
 
 async def test_bad_images_are_invalid_argument(inference_stub):
@@ -134,7 +152,7 @@ async def test_dynamic_batching_groups_requests_from_many_callers(inference_stub
     np.testing.assert_allclose(np.array([list(r.faces[0].scores) for r in replies]), expected, atol=1e-4)
 
 
-async def test_promote_rollback_and_a_new_version_without_restart(inference_stub, inference_service, model_repository):
+async def test_promote_rollback_and_a_new_version_without_restart(inference_stub, models_stub, inference_service, model_repository):
     crops = random_crops(2, seed=2)
     x = crops_input(crops)
 
@@ -144,19 +162,19 @@ async def test_promote_rollback_and_a_new_version_without_restart(inference_stub
 
     start_version, _ = await serving()
     other = 1 if start_version == 2 else 2
-    promoted = await inference_stub.PromoteModel(inference_pb2.ModelVersionRequest(name=MODEL_NAME, version=other))
+    promoted = await models_stub.PromoteModel(inference_pb2.ModelVersionRequest(name=MODEL_NAME, version=other))
     assert promoted.promoted and promoted.version == other and promoted.state == "ready"
     version, scores = await serving()
     assert version == other
     np.testing.assert_allclose(scores, torchscript_probs(model_repository, other, x), atol=1e-4)
     assert not np.allclose(scores, torchscript_probs(model_repository, start_version, x), atol=1e-3)
 
-    listed = await inference_stub.ListModels(common_pb2.Empty())
+    listed = await models_stub.ListModels(common_pb2.Empty())
     flags = {(v.name, v.version): v.promoted for v in listed.versions}
     assert flags[(MODEL_NAME, other)] and not flags[(MODEL_NAME, start_version)]
     assert all('"classes"' in v.metadata_json for v in listed.versions)
 
-    rolled = await inference_stub.RollbackModel(inference_pb2.RollbackModelRequest(name=MODEL_NAME))
+    rolled = await models_stub.RollbackModel(inference_pb2.RollbackModelRequest(name=MODEL_NAME))
     assert rolled.version == start_version and rolled.promoted
     assert (await serving())[0] == start_version
 
@@ -166,7 +184,7 @@ async def test_promote_rollback_and_a_new_version_without_restart(inference_stub
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await inference_stub.PredictCrops(inference_pb2.PredictCropsRequest(crops=crops, model_version=new))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    loaded = await inference_stub.LoadModel(inference_pb2.ModelVersionRequest(name=MODEL_NAME, version=new))
+    loaded = await models_stub.LoadModel(inference_pb2.ModelVersionRequest(name=MODEL_NAME, version=new))
     assert loaded.state == "ready" and not loaded.promoted
     reply = await inference_stub.PredictCrops(inference_pb2.PredictCropsRequest(crops=crops, model_version=new))
     assert reply.model.version == new
@@ -175,7 +193,7 @@ async def test_promote_rollback_and_a_new_version_without_restart(inference_stub
     assert (await serving())[0] == start_version
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await inference_stub.PromoteModel(inference_pb2.ModelVersionRequest(name=MODEL_NAME, version=99))
+        await models_stub.PromoteModel(inference_pb2.ModelVersionRequest(name=MODEL_NAME, version=99))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -201,7 +219,7 @@ async def test_a_face_crop_is_one_face_with_the_whole_image_box(inference_stub, 
     photo = skdata.astronaut()
     crop = np.asarray(Image.fromarray(photo).crop((160, 40, 290, 190)).convert("L").resize((48, 48)))
     for mode in (inference_pb2.FACE_MODE_UNSPECIFIED, inference_pb2.FACE_MODE_FACE):
-        reply = await inference_stub.PredictImage(inference_pb2.PredictImageRequest(image=png(crop), mode=mode, annotate=True))
+        reply = await inference_stub.PredictImage(inference_pb2.PredictImageRequest(image=png(crop), mode=mode))
         assert len(reply.faces) == 1, (mode, reply.faces)
         face = reply.faces[0]
         assert (face.box.x, face.box.y, face.box.width, face.box.height) == (0, 0, 48, 48)
@@ -220,7 +238,7 @@ async def test_a_face_crop_is_one_face_with_the_whole_image_box(inference_stub, 
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "mode" in caught.value.details()
 
 
-async def test_a_versions_temperature_and_threshold_are_served(inference_stub, model_repository):
+async def test_a_versions_temperature_and_threshold_are_served(inference_stub, models_stub, model_repository):
     """A version whose metadata.json says temperature 3 and an uncertain_below threshold between its
     answers' top scores: its scores are softmax(logits / 3), the faces under the threshold are
     uncertain and the others not, and every label stays the top class."""
@@ -237,7 +255,7 @@ async def test_a_versions_temperature_and_threshold_are_served(inference_stub, m
     meta = ModelMetadata.load(meta_path)
     meta.temperature, meta.uncertain_below = 3.0, threshold
     meta.save(meta_path)
-    await inference_stub.LoadModel(inference_pb2.ModelVersionRequest(name=MODEL_NAME, version=version))
+    await models_stub.LoadModel(inference_pb2.ModelVersionRequest(name=MODEL_NAME, version=version))
 
     reply = await inference_stub.PredictCrops(inference_pb2.PredictCropsRequest(crops=crops, model_version=version))
     np.testing.assert_allclose([list(f.scores) for f in reply.faces], expected, atol=1e-4)

@@ -1,12 +1,14 @@
 """Reports end to end over real gRPC, RabbitMQ and a worker, on PostgreSQL and on SQLite."""
 import io
 import json
+import base64
 import hashlib
 import uuid
 
 import grpc
 import pika
 import pytest
+from PIL import Image
 from prometheus_client import REGISTRY
 from pypdf import PdfReader
 
@@ -65,7 +67,7 @@ async def test_pdf_report_end_to_end(client):
 async def test_json_report_end_to_end(client):
     me = owner()
     png = sample_png()
-    result = await client.save(me, notes=NOTES, labels=("sad",), annotated_png=png)
+    result = await client.save(me, notes=NOTES, labels=("sad",), original=png)
     report = await client.wait(me, (await client.request(me, result.id, "json")).id)
     assert report.status == "done", report.error
     got = await client.file(me, report.id)
@@ -81,7 +83,10 @@ async def test_json_report_end_to_end(client):
     assert face["box"] == {"x": 172, "y": 40, "width": 110, "height": 130}
     assert doc["summary"] == {"faces": 1, "labels": {"sad": 1}, "uncertain": 0}
     image = doc["annotated_image"]
-    assert image["sha256"] == hashlib.sha256(png).hexdigest()
+    drawn = base64.b64decode(image["data"])
+    assert image["sha256"] == hashlib.sha256(drawn).hexdigest()
+    # The photo with its face drawn on it, at the photo's size.
+    assert drawn != png and Image.open(io.BytesIO(drawn)).size == Image.open(io.BytesIO(png)).size
     assert doc["report"]["generated_at"].endswith("Z")
 
 
@@ -154,8 +159,8 @@ def dead_letters(settings) -> list[tuple[bytes, dict]]:
 async def test_poison_job_is_dead_lettered_and_failed(client, reports_settings):
     me = owner()
     png = sample_png()
-    # A PNG that passes the signature check but is cut short: every render attempt fails.
-    result = await client.save(me, annotated_png=png[: len(png) // 3])
+    # A photo that passes the header check but is cut short: every render attempt fails.
+    result = await client.save(me, original=png[: len(png) // 3])
     dead_before = metric("reports_dead_lettered_total")
     retried_before = metric("reports_jobs_total", outcome="retried")
     report = await client.wait(me, (await client.request(me, result.id, "pdf")).id)

@@ -1,11 +1,16 @@
 """The results history over real gRPC, on PostgreSQL and on SQLite."""
+import io
 import uuid
 
 import grpc
+import numpy as np
 import pytest
+from PIL import Image
+from sqlalchemy import select
 
 from fer.v1 import common_pb2, reports_pb2, reports_pb2_grpc
 from ferkit.grpc_client import open_channel
+from services.reports.models import Result
 from tests.fixtures.reports import sample_png, sample_result
 
 
@@ -52,22 +57,18 @@ async def test_uncertain_flag_is_kept(stub):
 
 
 async def test_large_images_are_kept_whole(stub, reports_service):
-    from sqlalchemy import select
-
-    from services.reports.models import Result
-
     me = owner()
     request = sample_result(me)
     request.original_image = bytes(range(256)) * (24 * 1024)  # 6 MiB: over gRPC's 4 MiB default
     saved = await stub.SaveResult(request)
     async with reports_service.sessions() as session:
         stored = (await session.execute(select(Result.original_image, Result.annotated_png).where(Result.id == saved.id))).one()
-    assert stored == (request.original_image, request.annotated_png)
+    assert stored == (request.original_image, b"")  # drawn when first asked for, not when saved
 
 
 async def test_list_is_newest_first_and_paginated(stub):
     me = owner()
-    ids = [(await stub.SaveResult(sample_result(me, notes=f"n{i}", annotated_png=b""))).id for i in range(5)]
+    ids = [(await stub.SaveResult(sample_result(me, notes=f"n{i}", original=b""))).id for i in range(5)]
     seen, token, pages = [], "", 0
     while True:
         page = await stub.ListResults(reports_pb2.ListResultsRequest(owner_id=me, page=common_pb2.PageRequest(page_size=2, page_token=token)))
@@ -81,7 +82,7 @@ async def test_list_is_newest_first_and_paginated(stub):
     assert seen == list(reversed(ids))  # newest first, nothing twice, nothing missed
     # A result saved meanwhile does not shift a page already handed out (keyset, not offset).
     first = await stub.ListResults(reports_pb2.ListResultsRequest(owner_id=me, page=common_pb2.PageRequest(page_size=2)))
-    await stub.SaveResult(sample_result(me, annotated_png=b""))
+    await stub.SaveResult(sample_result(me, original=b""))
     second = await stub.ListResults(
         reports_pb2.ListResultsRequest(owner_id=me, page=common_pb2.PageRequest(page_size=2, page_token=first.page.next_page_token))
     )
@@ -99,15 +100,35 @@ async def test_list_rejects_bad_pages(stub):
     assert list(empty.results) == [] and empty.page.total == 0 and empty.page.next_page_token == ""
 
 
-async def test_annotated_image(stub):
+async def test_annotated_image_is_drawn_on_first_request_and_kept(stub, reports_service):
     me = owner()
-    png = sample_png()
-    saved = await stub.SaveResult(sample_result(me, annotated_png=png, filename="holiday.jpg"))
+    saved = await stub.SaveResult(sample_result(me, labels=("happy", "sad"), filename="holiday.jpg"))
+    assert saved.has_annotated_image
     image = await stub.GetAnnotatedImage(reports_pb2.GetResultRequest(owner_id=me, id=saved.id))
-    assert image.content == png and image.content_type == "image/png" and image.filename == "holiday-annotated.png"
-    bare = await stub.SaveResult(sample_result(me, annotated_png=b""))
+    assert image.content_type == "image/png" and image.filename == "holiday-annotated.png"
+    drawn = np.asarray(Image.open(io.BytesIO(image.content)).convert("RGB"))
+    original = np.asarray(Image.open(io.BytesIO(sample_png())).convert("RGB"))
+    assert drawn.shape == original.shape
+    # The boxes are drawn in each label's colour on the photo's pixels; the rest is the photo.
+    changed = np.abs(drawn.astype(int) - original).sum(axis=2) > 60
+    assert 0.005 < changed.mean() < 0.2
+    async with reports_service.sessions() as session:
+        kept = await session.scalar(select(Result.annotated_png).where(Result.id == saved.id))
+    assert kept == image.content
+    again = await stub.GetAnnotatedImage(reports_pb2.GetResultRequest(owner_id=me, id=saved.id))
+    assert again.content == image.content
+    bare = await stub.SaveResult(sample_result(me, original=b""))
     assert not bare.has_annotated_image
     await expect_code(grpc.StatusCode.NOT_FOUND, stub.GetAnnotatedImage(reports_pb2.GetResultRequest(owner_id=me, id=bare.id)))
+
+
+async def test_an_undecodable_original_is_a_clear_error(stub):
+    me = owner()
+    png = sample_png()
+    saved = await stub.SaveResult(sample_result(me, original=png[: len(png) // 3]))
+    details = await expect_code(grpc.StatusCode.FAILED_PRECONDITION,
+                                stub.GetAnnotatedImage(reports_pb2.GetResultRequest(owner_id=me, id=saved.id)))
+    assert "cannot be drawn" in details and "truncated" in details
 
 
 async def test_another_owner_sees_nothing(stub):
@@ -126,13 +147,12 @@ async def test_another_owner_sees_nothing(stub):
     ("change", "reason"),
     [
         (lambda r: r.faces[0].scores.pop(), "scores"),
-        (lambda r: setattr(r, "annotated_png", b"GIF89a..."), "not a PNG"),
         (lambda r: setattr(r, "owner_id", ""), "owner_id"),
         (lambda r: setattr(r, "notes", "x" * 5000), "notes"),
         (lambda r: setattr(r.faces[0].box, "width", 0), "box"),
     ],
 )
 async def test_save_validates(stub, change, reason):
-    request = sample_result(owner(), annotated_png=b"")
+    request = sample_result(owner(), original=b"")
     change(request)
     assert reason in await expect_code(grpc.StatusCode.INVALID_ARGUMENT, stub.SaveResult(request))

@@ -94,3 +94,24 @@ def test_exif_orientation_is_applied():
     decoded = images.decode(encode(wide, "JPEG", exif=exif))
     assert (decoded.width, decoded.height) == (200, 400)
     assert decoded.info.content_type == "image/jpeg"
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_large_jpeg_is_decoded_reduced_with_its_scale(orientation):
+    photo = ASTRONAUT.resize((4000, 3000))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(photo, "JPEG", exif=exif, quality=90)
+    decoded = images.decode(data, max_side=1024)
+    upright = (4000, 3000) if orientation == 1 else (3000, 4000)
+    assert (decoded.width, decoded.height) == upright
+    assert decoded.scale == pytest.approx(1024 / 4000)
+    assert decoded.rgb.shape == (round(upright[1] * decoded.scale), round(upright[0] * decoded.scale), 3)
+    # The same picture as a full decode scaled down (draft mode, not a crop or a different frame).
+    full = np.asarray(Image.fromarray(images.decode(data).rgb).resize(decoded.rgb.shape[1::-1], Image.Resampling.BILINEAR))
+    assert np.abs(full.astype(int) - decoded.rgb).mean() < 6
+
+
+def test_a_small_image_is_not_scaled():
+    decoded = images.decode(encode(ASTRONAUT, "PNG"), max_side=1024)
+    assert decoded.scale == 1.0 and decoded.rgb.shape == (512, 512, 3) and (decoded.width, decoded.height) == (512, 512)

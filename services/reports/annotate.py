@@ -1,4 +1,5 @@
-"""The annotated image: each face's box, label and score drawn legibly on the original photo."""
+"""The annotated image: each face's box, label and score drawn legibly on the original photo. Drawn when a
+result's image is first asked for (or a report needs it), never on the upload's path."""
 from __future__ import annotations
 
 import io
@@ -6,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from ferkit import images
 
 # One colour per class (FER2013 order), distinct and readable with white text.
 COLOURS = {
@@ -64,3 +67,17 @@ def annotate(rgb: np.ndarray, marks: list[Mark], max_side: int = 2048) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG", compress_level=1)
     return out.getvalue()
+
+
+def result_png(row, max_side: int) -> bytes:
+    """A stored result's annotated PNG: the one kept, or drawn now from its original photo (checked at
+    upload, decoded at most max_side a side) and the faces as stored. Raises images.ImageError when the
+    original cannot be decoded."""
+    if row.annotated_png or not row.original_image:
+        return row.annotated_png or b""
+    decoded = images.decode(row.original_image, images.ImageLimits(), max_side=max_side)
+    marks = [
+        Mark(tuple(round(v * decoded.scale) for v in face["box"]), face["label"], max(face["scores"]), face.get("uncertain", False))
+        for face in row.faces
+    ]
+    return annotate(decoded.rgb, marks, max_side)

@@ -1,14 +1,11 @@
-"""The InferenceService gRPC servicer: photos and face crops in, faces and expressions out; the model
-registry; training jobs."""
+"""The InferenceService gRPC servicer: photos and face crops in, faces and expressions out."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
 
-import grpc
 import numpy as np
 from PIL import Image
 from prometheus_client import Counter, Histogram
@@ -16,19 +13,18 @@ from prometheus_client import Counter, Histogram
 from fer.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 from ferkit import images
 from ferkit.vision import ModelMetadata, align_and_crop, normalise, resize_grey, to_grey, whole_face
-from services.inference.annotate import Mark, annotate
 from services.inference.config import Settings
 from services.inference.detection import Detection, FaceDetector
-from services.inference.jobs import JobRecord, TrainingJobs
-from services.inference.registry import ModelRegistry, NoModelDeployed, UnknownModel, Version
-from services.inference.triton import ModelNotServing, TritonClient, TritonError, TritonUnavailable
+from services.inference.errors import guarded
+from services.inference.registry import ModelRegistry, Version
+from services.inference.triton import ModelNotServing, TritonClient, TritonUnavailable
 
 log = logging.getLogger(__name__)
 
 FACES = Counter("inference_faces_total", "Faces classified, by model.", ["model"])
 STAGE_SECONDS = Histogram(
     "inference_stage_seconds",
-    "Time spent per prediction stage (decode, detect, infer, annotate).",
+    "Time spent per prediction stage (decode, detect, preprocess, infer).",
     ["stage"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
@@ -37,8 +33,6 @@ WHOLE_IMAGE_MESSAGE = "the whole image was taken as one face"
 SMALL_IMAGE_MESSAGE = "the image is at most {side} px a side, so it was taken as one face"
 MAX_CROPS = 64
 MODES = (inference_pb2.FACE_MODE_UNSPECIFIED, inference_pb2.FACE_MODE_DETECT, inference_pb2.FACE_MODE_FACE)
-
-TRITON_STATES = {"READY": "ready", "LOADING": "loading", "UNLOADING": "unavailable", "UNAVAILABLE": "unavailable"}
 
 
 class _Stopwatch:
@@ -67,6 +61,15 @@ def classify(logits: np.ndarray, metadata: ModelMetadata) -> tuple[np.ndarray, n
     return scores, metadata.is_uncertain(scores)
 
 
+def _in_photo(box: tuple[int, int, int, int], decoded: images.DecodedImage) -> tuple[int, int, int, int]:
+    """A box on the decoded (reduced) image in the uploaded photo's pixels."""
+    if decoded.scale == 1.0:
+        return box
+    x, y, w, h = (v / decoded.scale for v in box)
+    x0, y0 = max(0, round(x)), max(0, round(y))
+    return x0, y0, max(1, min(decoded.width, round(x + w)) - x0), max(1, min(decoded.height, round(y + h)) - y0)
+
+
 def _face(box: tuple[int, int, int, int], probs: np.ndarray, classes: tuple[str, ...], detection_score: float = 0.0,
           uncertain: bool = False):
     return common_pb2.FacePrediction(
@@ -79,39 +82,13 @@ def _face(box: tuple[int, int, int, int], probs: np.ndarray, classes: tuple[str,
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
-    def __init__(self, settings: Settings, registry: ModelRegistry, triton: TritonClient, detector: FaceDetector,
-                 jobs: TrainingJobs) -> None:
+    def __init__(self, settings: Settings, registry: ModelRegistry, triton: TritonClient, detector: FaceDetector) -> None:
         self.settings = settings
         self.registry = registry
         self.triton = triton
         self.detector = detector
-        self.jobs = jobs
         self.limits = images.ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
         self._recovery: asyncio.Task | None = None
-        self.background: asyncio.Task | None = None
-        self.listener = None  # VersionListener, when RabbitMQ is configured
-
-    # --- errors --------------------------------------------------------------------------------
-
-    async def _guard(self, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable]):
-        """Run `work`, turning domain errors into the gRPC status the gateway maps to HTTP."""
-        try:
-            return await work()
-        except images.ImageError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except UnknownModel as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        except TritonUnavailable as exc:
-            log.warning("%s", exc)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the model server is unavailable; retry shortly")
-        except NoModelDeployed as exc:
-            log.error("%s", exc)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "no model is deployed yet; retry once one is")
-        except ModelNotServing as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        except TritonError as exc:
-            log.error("%s", exc)
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
 
     async def _recover(self, name: str) -> None:
         """Triton lost the model (it restarted): load the promoted version again, once for all callers."""
@@ -150,22 +127,24 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             return SMALL_IMAGE_MESSAGE.format(side=side)
         return None
 
-    # --- predictions -----------------------------------------------------------------------------
-
+    @guarded
     async def PredictImage(self, request: inference_pb2.PredictImageRequest, context) -> inference_pb2.PredictImageResponse:
-        return await self._guard(context, lambda: self.predict_image(request))
+        return await self.predict_image(request)
 
     async def predict_image(self, request: inference_pb2.PredictImageRequest) -> inference_pb2.PredictImageResponse:
         clock = _Stopwatch()
         start = time.perf_counter()
         with clock.stage("decode"):
+            # Decoded at most detector_max_side a side (a JPEG in draft mode): detection and the face crops
+            # both work on that image, and the boxes are mapped back to the photo's pixels once, below.
             # Pillow releases the GIL while decoding: a thread keeps the event loop free.
-            decoded = await asyncio.to_thread(images.decode, request.image, self.limits)
+            decoded = await asyncio.to_thread(images.decode, request.image, self.limits, self.settings.detector_max_side)
         whole = self._whole_image(request, decoded.width, decoded.height)
         version = await self.registry.resolve(request.model_name, request.model_version)
+        height, width = decoded.rgb.shape[:2]
         if whole is not None:
             # The image is the face: its box is the whole image, with no detector score.
-            detections = [Detection(0, 0, decoded.width, decoded.height, score=0.0)]
+            detections = [Detection(0, 0, width, height, score=0.0)]
         else:
             with clock.stage("detect"):
                 detections = (await self.detector.detect(decoded.rgb))[: self.settings.max_faces]
@@ -177,27 +156,19 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 logits, _ = await self._infer(version, batch)
             probs, uncertain = self._classify(logits, version)
             faces = [
-                _face(d.box, p, version.metadata.classes, d.score, u) for d, p, u in zip(detections, probs, uncertain)
+                _face(_in_photo(d.box, decoded), p, version.metadata.classes, d.score, u)
+                for d, p, u in zip(detections, probs, uncertain)
             ]
-        png = b""
-        if request.annotate:
-            with clock.stage("annotate"):
-                marks = [
-                    Mark((f.box.x, f.box.y, f.box.width, f.box.height), f.label, max(f.scores), f.uncertain) for f in faces
-                ]
-                png = await asyncio.to_thread(annotate, decoded.rgb, marks, self.settings.annotated_max_side)
         timings = common_pb2.Timings(
             decode_ms=clock.ms.get("decode", 0.0),
             detect_ms=clock.ms.get("detect", 0.0),
             infer_ms=clock.ms.get("infer", 0.0) + clock.ms.get("preprocess", 0.0),
-            annotate_ms=clock.ms.get("annotate", 0.0),
             total_ms=(time.perf_counter() - start) * 1000.0,
         )
         return inference_pb2.PredictImageResponse(
             faces=faces,
             model=_model_ref(version),
             timings=timings,
-            annotated_png=png,
             image_width=decoded.width,
             image_height=decoded.height,
             message=whole or ("" if faces else NO_FACE_MESSAGE),
@@ -215,8 +186,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         crops = np.stack([align_and_crop(grey, d.box, d.landmarks if align else None, margin, spec.size) for d in detections])
         return normalise(crops, spec)
 
+    @guarded
     async def PredictCrops(self, request: inference_pb2.PredictCropsRequest, context) -> inference_pb2.PredictCropsResponse:
-        return await self._guard(context, lambda: self.predict_crops(request))
+        return await self.predict_crops(request)
 
     async def predict_crops(self, request: inference_pb2.PredictCropsRequest) -> inference_pb2.PredictCropsResponse:
         if not request.crops:
@@ -250,104 +222,4 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             timings=common_pb2.Timings(
                 decode_ms=clock.ms["decode"], infer_ms=clock.ms["infer"], total_ms=(time.perf_counter() - start) * 1000.0
             ),
-        )
-
-    # --- registry --------------------------------------------------------------------------------
-
-    def _version_proto(self, version: Version, state: str) -> inference_pb2.ModelVersion:
-        return inference_pb2.ModelVersion(
-            name=version.name,
-            version=version.version,
-            state=state,
-            promoted=self.registry.promoted(version.name) == version.version,
-            metadata_json=version.metadata_json,
-        )
-
-    async def _state_of(self, version: Version) -> str:
-        states = await self.registry.states()
-        return TRITON_STATES.get(states.get((version.name, version.version), ""), "available")
-
-    async def ListModels(self, request: common_pb2.Empty, context) -> inference_pb2.ListModelsResponse:
-        async def work():
-            states = await self.registry.states()
-            out = []
-            for name in self.registry.models():
-                for number in self.registry.versions(name):
-                    try:
-                        version = self.registry.version(name, number)
-                    except UnknownModel as exc:
-                        log.warning("%s", exc)
-                        continue
-                    out.append(self._version_proto(version, TRITON_STATES.get(states.get((name, number), ""), "available")))
-            return inference_pb2.ListModelsResponse(versions=out)
-
-        return await self._guard(context, work)
-
-    async def LoadModel(self, request: inference_pb2.ModelVersionRequest, context) -> inference_pb2.ModelVersion:
-        async def work():
-            version = await self.registry.load(request.name, request.version)
-            return self._version_proto(version, await self._state_of(version))
-
-        return await self._guard(context, work)
-
-    async def PromoteModel(self, request: inference_pb2.ModelVersionRequest, context) -> inference_pb2.ModelVersion:
-        async def work():
-            version = await self.registry.promote(request.name, request.version)
-            return self._version_proto(version, await self._state_of(version))
-
-        return await self._guard(context, work)
-
-    async def RollbackModel(self, request: inference_pb2.RollbackModelRequest, context) -> inference_pb2.ModelVersion:
-        async def work():
-            version = await self.registry.rollback(request.name)
-            return self._version_proto(version, await self._state_of(version))
-
-        return await self._guard(context, work)
-
-    # --- training jobs ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _job_proto(record: JobRecord) -> inference_pb2.TrainingJob:
-        job = inference_pb2.TrainingJob(
-            id=record.spec.job_id,
-            dataset=record.spec.dataset,
-            recipe=record.spec.recipe,
-            gpus=record.spec.gpus,
-            model_name=record.spec.model_name,
-            status=record.status,
-            message=record.message,
-            model_version=record.model_version,
-            requested_by=record.requested_by,
-        )
-        job.created_at.FromDatetime(record.created_at)
-        if record.finished_at:
-            job.finished_at.FromDatetime(record.finished_at)
-        return job
-
-    async def StartTrainingJob(self, request: inference_pb2.StartTrainingJobRequest, context) -> inference_pb2.TrainingJob:
-        try:
-            record = await self.jobs.start(request.dataset, request.recipe, request.gpus, request.model_name, request.requested_by)
-        except ValueError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        return self._job_proto(record)
-
-    async def GetTrainingJob(self, request: inference_pb2.GetTrainingJobRequest, context) -> inference_pb2.TrainingJob:
-        try:
-            return self._job_proto(await self.jobs.get(request.id))
-        except LookupError as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-
-    async def ListTrainingJobs(self, request: common_pb2.PageRequest, context) -> inference_pb2.ListTrainingJobsResponse:
-        size = request.page_size or 20
-        try:
-            offset = int(request.page_token or 0)
-        except ValueError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_token is not one this service issued")
-        if not 0 < size <= 100 or offset < 0:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_size must be between 1 and 100")
-        records, total = await self.jobs.list(size, offset)
-        more = offset + len(records) < total
-        return inference_pb2.ListTrainingJobsResponse(
-            jobs=[self._job_proto(r) for r in records],
-            page=common_pb2.PageInfo(next_page_token=str(offset + len(records)) if more else "", total=total),
         )

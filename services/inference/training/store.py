@@ -1,5 +1,5 @@
-"""Training jobs behind the InferenceService RPCs: what was asked (kept here), how it runs (the launcher:
-a Kubernetes batch/v1 Job in production, a local subprocess chain for `make dev`)."""
+"""The training jobs behind the TrainingService RPCs: what was asked (kept here), how it runs (the
+launcher: a Kubernetes batch/v1 Job in production, a local subprocess chain for `make dev`)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,19 +7,14 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 from ferkit import modelrepo
 from services.inference.config import Settings
-from services.inference.training_jobs import (
-    JobNotFound,
-    JobStatus,
-    KubernetesLauncher,
-    LocalJobConfig,
-    LocalLauncher,
-    TrainingJobSpec,
-    TrainingLauncher,
-    config_from_env,
-)
+from services.inference.training.kubernetes import KubernetesLauncher
+from services.inference.training.launcher import FINISHED, JobNotFound, JobStatus, TrainingLauncher
+from services.inference.training.local import LocalJobConfig, LocalLauncher
+from services.inference.training.spec import TrainingJobSpec
 
 
 @dataclass
@@ -36,16 +31,15 @@ class JobRecord:
 
 
 def make_launcher(settings: Settings) -> TrainingLauncher:
-    if settings.training_launcher == "kubernetes":
-        return KubernetesLauncher(config_from_env())
-    if settings.training_launcher == "local":
-        return LocalLauncher(LocalJobConfig(
-            data_dir=settings.training_data_dir,
-            model_repository=settings.model_repository,
-            work_dir=settings.training_work_dir,
-            log_dir=settings.training_log_dir,
-        ))
-    raise ValueError(f"INFERENCE_TRAINING_LAUNCHER must be 'local' or 'kubernetes', not {settings.training_launcher!r}")
+    training = settings.training
+    if training.launcher == "kubernetes":
+        return KubernetesLauncher(training)
+    return LocalLauncher(LocalJobConfig(
+        data_dir=training.data_dir,
+        model_repository=settings.model_repository,
+        work_dir=training.work_dir,
+        log_dir=training.log_dir,
+    ))
 
 
 class TrainingJobs:
@@ -65,34 +59,36 @@ class TrainingJobs:
             self._launcher = make_launcher(self.settings)
         return self._launcher
 
+    def _latest_version(self, model_name: str) -> int:
+        return modelrepo.latest_version(Path(self.settings.model_repository) / model_name) or 0
+
     async def start(self, dataset: str, recipe: str, gpus: int, model_name: str, requested_by: str) -> JobRecord:
-        """ValueError for a bad request (the spec validates paths, names and GPU counts)."""
+        """InvalidJob for a bad request (the spec validates paths, names and GPU counts)."""
         spec = TrainingJobSpec(job_id=uuid.uuid4().hex[:16], dataset=dataset, recipe=recipe, gpus=gpus,
                                model_name=model_name or self.settings.model_name)
-        record = JobRecord(spec, requested_by,
-                           version_before=modelrepo.latest_version(f"{self.settings.model_repository}/{spec.model_name}") or 0)
+        record = JobRecord(spec, requested_by, version_before=self._latest_version(spec.model_name))
         await asyncio.to_thread(self.launcher.launch, spec)
         with self._lock:
             self._records[spec.job_id] = record
         return record
 
     async def get(self, job_id: str) -> JobRecord:
-        """LookupError when the job is unknown."""
+        """JobNotFound when the job is unknown."""
         with self._lock:
             record = self._records.get(job_id)
         if record is None:
-            raise LookupError(f"no training job {job_id!r}")
-        if record.status in (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value):
+            raise JobNotFound(f"no training job {job_id!r}")
+        if record.status in FINISHED:
             return record
         try:
             state = await asyncio.to_thread(self.launcher.status, job_id)
         except JobNotFound:
-            raise LookupError(f"training job {job_id!r} no longer exists") from None
+            raise JobNotFound(f"training job {job_id!r} no longer exists") from None
         record.status, record.message = state.status.value, state.message
-        if state.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        if state.status in FINISHED:
             record.finished_at = datetime.now(timezone.utc)
         if state.status == JobStatus.SUCCEEDED:
-            latest = modelrepo.latest_version(f"{self.settings.model_repository}/{record.spec.model_name}") or 0
+            latest = self._latest_version(record.spec.model_name)
             record.model_version = latest if latest > record.version_before else 0
         return record
 

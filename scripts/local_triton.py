@@ -4,7 +4,7 @@ Production runs NVIDIA's Triton image with config.pbtxt (pytorch_libtorch, KIND_
 has no libtorch backend, so each model is served with its configs/local.pbtxt (Python backend running
 the same model.pt), picked with `--model-config-name=local`.
 
-`python -m services.inference.local_triton --repository models` runs it in the foreground.
+`python -m scripts.local_triton --repository models` runs it in the foreground (`make dev` does).
 """
 from __future__ import annotations
 
