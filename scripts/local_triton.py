@@ -76,6 +76,8 @@ class LocalTriton:
     work_dir: Path | None = None
     log_file: Path | None = None
     host: str = "127.0.0.1"
+    # Extra environment for the server and its Python-backend models (e.g. FER_TORCH_BF16).
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
 
     @property
@@ -124,7 +126,7 @@ class LocalTriton:
         # One torch thread per model instance: on a few shared cores, intra-op threads that wait for
         # each other cost more than they bring (measured: 2 threads were slower than 1 under load).
         env.setdefault("FER_TORCH_THREADS", "1")
-        return env
+        return {**env, **self.env}
 
     def start(self, timeout_s: float = 90.0) -> "LocalTriton":
         if self.work_dir is None:

@@ -142,17 +142,19 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if not 0 < request.count <= 10_000:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "count must be between 1 and 10000")
         async with self.sessions() as session:
-            # One UPDATE: concurrent calls never lose an increment.
-            result = await session.execute(
+            # One UPDATE that returns the row: concurrent calls never lose an increment, and one statement
+            # answers (this runs once per analysed photo).
+            user = await session.scalar(
                 update(User)
                 .where(User.id == request.user_id)
                 .values(computations=User.computations + request.count, updated_at=utcnow())
-                .returning(User.id)
+                .returning(User)
+                .execution_options(populate_existing=True)
             )
-            if result.scalar_one_or_none() is None:
+            if user is None:
                 await context.abort(grpc.StatusCode.NOT_FOUND, "user not found")
             await session.commit()
-            return user_to_proto(await self._user_or_abort(session, request.user_id, context))
+            return user_to_proto(user)
 
     # --- logins and tokens --------------------------------------------------------------------
 

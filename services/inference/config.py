@@ -73,8 +73,9 @@ class Settings(ServiceSettings):
     detector_workers: int = 2
     detector_min_score: float = 0.8
     # Photos are decoded at most this long a side (a JPEG reduced while decoding, in draft mode); faces
-    # are detected and cropped on that image, their boxes mapped back to the photo's pixels once.
-    detector_max_side: int = 1024
+    # are detected and cropped on that image, their boxes mapped back to the photo's pixels once. 800:
+    # RetinaFace finds the same 77 faces in the 17 shared photos as at 1024, in 70% of the time.
+    detector_max_side: int = 800
     max_faces: int = 32
     # Room around a detector box on every side, as a fraction of its longer side (ferkit.vision's
     # DEFAULT_MARGIN: 0.0, calibrated so detector crops frame faces as FER2013 does).

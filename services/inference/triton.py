@@ -11,7 +11,7 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
-from ferkit.modelrepo import INPUT_NAME, OUTPUT_NAME
+from ferkit.modelrepo import INPUT_NAME, LOCAL_MAX_BATCH_SIZE, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,9 @@ class TritonClient:
                     continue
                 raise classify(exc, what) from None
 
-    async def infer_one(self, model: str, version: int, face: np.ndarray) -> tuple[np.ndarray, int]:
-        """One (C, H, W) float32 face -> (its logits, the version that answered)."""
-        batch = np.ascontiguousarray(face[None], dtype=np.float32)
+    async def infer_batch(self, model: str, version: int, faces: np.ndarray) -> tuple[np.ndarray, int]:
+        """(N, C, H, W) float32 faces as one request -> ((N, classes) logits, the version that answered)."""
+        batch = np.ascontiguousarray(faces, dtype=np.float32)
 
         async def call():
             tensor = triton_grpc.InferInput(INPUT_NAME, list(batch.shape), "FP32")
@@ -94,16 +94,19 @@ class TritonClient:
 
         result = await self._call(f"inference on {model}", call)
         logits = result.as_numpy(OUTPUT_NAME)
-        if logits is None or logits.shape[0] != 1:
-            raise TritonError(f"{model} answered without a {OUTPUT_NAME!r} row")
-        return logits[0], int(result.get_response().model_version or version or 0)
+        if logits is None or logits.shape[0] != len(batch):
+            raise TritonError(f"{model} answered without a {OUTPUT_NAME!r} row per face")
+        return logits, int(result.get_response().model_version or version or 0)
 
     async def infer_faces(self, model: str, version: int, faces: np.ndarray) -> tuple[np.ndarray, int]:
-        """(N, C, H, W) faces as N concurrent single-face requests -> ((N, classes) logits, version)."""
+        """(N, C, H, W) faces -> ((N, classes) logits, version). A photo's faces travel as one request
+        (split at the configs' smaller batch limit): per-request costs are paid once a photo, not once a
+        face, and Triton's dynamic batcher still merges the requests of many callers into one forward."""
         if len(faces) == 0:
             return np.zeros((0, 0), dtype=np.float32), version
-        answers = await asyncio.gather(*(self.infer_one(model, version, face) for face in faces))
-        return np.stack([logits for logits, _ in answers]), answers[0][1]
+        step = LOCAL_MAX_BATCH_SIZE
+        answers = await asyncio.gather(*(self.infer_batch(model, version, faces[i:i + step]) for i in range(0, len(faces), step)))
+        return np.concatenate([logits for logits, _ in answers]), answers[0][1]
 
     async def is_live(self) -> bool:
         try:

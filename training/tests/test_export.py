@@ -112,10 +112,8 @@ def _fake_pb_utils():
     return mod
 
 
-def test_python_backend_model_batches_requests(tmp_path, monkeypatch):
-    """The model.py each version carries: one forward for all requests of a batch, split back."""
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _fake_pb_utils())
-    model = build_model("resnet18").eval()
+def _served_model(tmp_path, model):
+    """model.py as Triton runs it, over `model` exported to a version folder."""
     vdir = tmp_path / "m" / "1"
     vdir.mkdir(parents=True)
     torch.jit.save(to_torchscript(model, InputSpec()), str(vdir / "model.pt"))
@@ -126,8 +124,33 @@ def test_python_backend_model_batches_requests(tmp_path, monkeypatch):
     spec.loader.exec_module(module)
     served = module.TritonPythonModel()
     config = {"input": [{"name": modelrepo.INPUT_NAME}], "output": [{"name": modelrepo.OUTPUT_NAME}]}
-    served.initialize({"model_config": json.dumps(config), "model_repository": str(tmp_path / "m"),
-                       "model_version": "1"})
+    served.initialize({"model_config": json.dumps(config), "model_repository": str(tmp_path / "m"), "model_version": "1"})
+    return served, module
+
+
+def test_python_backend_serves_bf16_where_the_cpu_has_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _fake_pb_utils())
+    monkeypatch.delenv("FER_TORCH_BF16", raising=False)
+    model = build_model("resnet18").eval()
+    served, module = _served_model(tmp_path, model)
+    assert served.bf16 == module._cpu_has_bf16() == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    batch = np.random.default_rng(1).standard_normal((16, 1, 48, 48)).astype(np.float32)
+    [response] = served.execute([{modelrepo.INPUT_NAME: _FakeTensor("input", batch)}])
+    with torch.no_grad():
+        expected = torch.softmax(model(torch.from_numpy(batch)), 1).numpy()
+    got = torch.softmax(torch.from_numpy(response.output_tensors[0].as_numpy()), 1).numpy()
+    # bf16 keeps 8 bits of mantissa: scores within a few thousandths, the same top class almost always.
+    np.testing.assert_allclose(got, expected, atol=0.03)
+    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.9
+
+
+def test_python_backend_model_batches_requests(tmp_path, monkeypatch):
+    """The model.py each version carries: one forward for all requests of a batch, split back."""
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _fake_pb_utils())
+    monkeypatch.setenv("FER_TORCH_BF16", "0")  # fp32, to compare with the model to 1e-4
+    model = build_model("resnet18").eval()
+    served, _ = _served_model(tmp_path, model)
+    assert not served.bf16
     rng = np.random.default_rng(0)
     arrays = [rng.standard_normal((n, 1, 48, 48)).astype(np.float32) for n in (1, 3, 2)]
     requests = [{modelrepo.INPUT_NAME: _FakeTensor("input", a)} for a in arrays[:2]] + [{}] + \
