@@ -213,7 +213,7 @@ def test_network_policies_expose_only_the_gateway(values: str | None) -> None:
             assert peers, f"{name} lets anyone reach {target}"
             allowed = {p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in peers}
             expected = {
-                "auth": {"gateway"}, "inference": {"gateway"}, "reports": {"gateway"},
+                "auth": {"gateway", "reports"}, "inference": {"gateway", "reports"}, "reports": {"gateway"},
                 "triton": {"inference"}, "auth-postgresql": {"auth"}, "reports-postgresql": {"reports", "reports-worker"},
                 "rabbitmq": {"inference", "reports", "reports-worker", "training"},
             }[target]
@@ -310,10 +310,14 @@ def test_services_bind_all_interfaces_and_find_each_other() -> None:
         env = {e["name"]: e.get("value") for e in containers(d)[0]["env"]}
         prefix = component(d).split("-")[0].upper()
         assert env[f"{prefix}_HOST"] == "0.0.0.0", f"{d['metadata']['name']} would listen on loopback only"
-    gw_env = {e["name"]: e.get("value") for e in containers(by_kind(docs, "Deployment")["fer-fer-platform-gateway"])[0]["env"]}
-    for key in ("GATEWAY_AUTH_ADDR", "GATEWAY_INFERENCE_ADDR", "GATEWAY_REPORTS_ADDR"):
-        host, port = gw_env[key].split(":")
-        assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}, key
+    deployments = by_kind(docs, "Deployment")
+    # The gateway calls every service; the reports service calls inference and auth (AnalyzeImage).
+    for deployment, keys in (("gateway", ("GATEWAY_AUTH_ADDR", "GATEWAY_INFERENCE_ADDR", "GATEWAY_REPORTS_ADDR")),
+                             ("reports", ("REPORTS_INFERENCE_ADDR", "REPORTS_AUTH_ADDR"))):
+        env = {e["name"]: e.get("value") for e in containers(deployments[f"fer-fer-platform-{deployment}"])[0]["env"]}
+        for key in keys:
+            host, port = env[key].split(":")
+            assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}, key
 
 
 def test_monitoring_objects_match_services_and_rules_pass_promtool(tmp_path: Path) -> None:

@@ -171,6 +171,11 @@ prometheus.io/path: /metrics
   value: {{ .Values.reports.metricsPort | quote }}
 - name: REPORTS_WORKER_METRICS_PORT
   value: {{ .Values.reports.worker.metricsPort | quote }}
+{{- /* AnalyzeImage: the inference service classifies an upload, the auth service counts it. */}}
+- name: REPORTS_INFERENCE_ADDR
+  value: "{{ if .Values.inference.enabled }}{{ include "fer.fullname" . }}-inference:{{ .Values.inference.grpcPort }}{{ end }}"
+- name: REPORTS_AUTH_ADDR
+  value: "{{ include "fer.fullname" . }}-auth:{{ .Values.auth.grpcPort }}"
 {{ include "fer.amqpEnv" . }}
 {{- with .Values.reports.extraEnv }}
 {{ toYaml . }}
