@@ -20,6 +20,15 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def is_id(value: str) -> bool:
+    """Whether `value` has the form new_id() gives: anything else names no row, and is never sent to the
+    database (PostgreSQL refuses a NUL byte outright)."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
 def as_utc(value: datetime) -> datetime:
     # SQLite hands datetimes back without a zone; everything the services store is UTC.
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

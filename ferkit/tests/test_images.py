@@ -7,6 +7,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from ferkit import images
+from ferkit.limits import IMAGE_MAX_PIXELS
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:
@@ -24,7 +25,7 @@ ASTRONAUT = Image.fromarray(skdata.astronaut())
         (b"", 422, "empty"),
         (b"hello, world" * 20, 415, "not an image"),
         (encode(ASTRONAUT, "PDF"), 415, "not an image"),
-        (encode(Image.new("L", (7_000, 7_000)), "PNG"), 413, "bomb"),
+        (encode(Image.new("L", (7_000, 7_000)), "PNG"), 413, "pixels allowed"),
         (encode(Image.new("L", (13_000, 8)), "PNG"), 422, "exceed"),
         (encode(Image.new("L", (4, 400)), "PNG"), 422, "at least"),
     ],
@@ -46,6 +47,14 @@ def test_size_limit_and_pillows_own_bomb_guard():
     with pytest.raises(images.ImageError) as caught:
         images.probe(huge, images.ImageLimits(max_pixels=10**12, max_side=10**6))
     assert caught.value.status == 413
+
+
+def test_the_pixel_limit_admits_a_24_megapixel_phone_photo_and_names_itself():
+    assert images.probe(encode(Image.new("L", (5712, 4284)), "PNG")).width == 5712
+    with pytest.raises(images.ImageError) as caught:
+        images.probe(encode(Image.new("L", (6000, 4500)), "PNG"))
+    assert caught.value.status == 413
+    assert str(caught.value) == f"the image is 6000x4500 = 27000000 pixels, more than the {IMAGE_MAX_PIXELS} pixels allowed"
 
 
 def test_truncated_passes_the_header_check_but_not_the_decode():

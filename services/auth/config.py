@@ -17,10 +17,21 @@ class Settings(ServiceSettings):
     jwt_audience: str = "fer-platform"
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 14 * 24 * 3600
-    # Failed logins allowed per account and per client address inside the window before 429s.
-    max_failed_logins_per_account: int = 5
+    # Login limits (docs/security.md, "Accounts, logins and sessions"). Failed logins allowed inside the
+    # window per account and client address together, and per address over all accounts, before 429s.
+    max_failed_logins_per_pair: int = 5
     max_failed_logins_per_address: int = 20
     failed_login_window_s: int = 900
+    # Per account over all addresses: past this many failures each further attempt waits 2, 4, 8...
+    # seconds after the last one, up to the cap; the count resets after its window without a failure.
+    # Addresses the account logged in from lately are exempt.
+    account_backoff_after: int = 20
+    account_backoff_max_s: int = 600
+    account_failure_window_s: int = 24 * 3600
+    known_address_ttl_s: int = 90 * 24 * 3600
+    # Registrations allowed per client address inside the window.
+    max_registrations_per_address: int = 10
+    registration_window_s: int = 3600
     # argon2id cost (OWASP's minimum recommendation: 19 MiB, 2 passes).
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19456

@@ -1,7 +1,7 @@
 """The auth service's tables."""
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ferkit.db import new_id, utcnow
@@ -25,7 +25,8 @@ class User(Base):
 
 
 class RefreshToken(Base):
-    """Stored as a SHA-256 hash; every rotation adds a row to the same family."""
+    """Stored as a SHA-256 hash; every rotation adds a row to the same family. A family is a session (one
+    login): its id is the access tokens' `sid`, and it is open while any of its rows is not revoked."""
 
     __tablename__ = "refresh_tokens"
 
@@ -39,13 +40,24 @@ class RefreshToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-class FailedLogin(Base):
-    """One row per failed attempt, kept in the database so every replica sees the same limits."""
+class Throttle(Base):
+    """One counter of a login or registration limit (see limits.py), kept in the database so every replica
+    sees the same ones; its row is locked while an attempt takes its place."""
 
-    __tablename__ = "failed_logins"
-    __table_args__ = (Index("ix_failed_logins_email_at", "email", "at"), Index("ix_failed_logins_address_at", "address", "at"))
+    __tablename__ = "throttles"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
-    email: Mapped[str] = mapped_column(String(320))
-    address: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(400), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LoginAddress(Base):
+    """An address the account logged in from: exempt from the account's back-off (not from the pair limit)."""
+
+    __tablename__ = "login_addresses"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_login_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

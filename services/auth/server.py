@@ -11,8 +11,9 @@ from ferkit.logs import setup_logging
 from services.auth.config import Settings
 from services.auth.models import User
 from services.auth.passwords import Hasher
-from services.auth.service import AuthServicer, normalise_email
+from services.auth.service import AuthServicer
 from services.auth.tokens import AccessTokenIssuer, load_signing_key
+from services.auth.validation import normalise_email
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name

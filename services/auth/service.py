@@ -1,25 +1,28 @@
-"""The AuthService gRPC servicer: registration, logins, token rotation, accounts and usage counts."""
+"""The AuthService gRPC servicer: registration, logins, sessions and token rotation, accounts and usage counts."""
 import asyncio
 import logging
 from datetime import timedelta
 
 import grpc
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import exists, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from fer.v1 import auth_pb2, auth_pb2_grpc, common_pb2
 from ferkit.db import as_utc, new_id, to_timestamp, utcnow
 from services.auth.config import Settings
-from services.auth.models import FailedLogin, RefreshToken, User
+from services.auth.limits import Limits, Refusal
+from services.auth.models import LoginAddress, RefreshToken, User
 from services.auth.passwords import Hasher, weakness
 from services.auth.tokens import AccessTokenIssuer, hash_refresh_token, new_refresh_token
+from services.auth.validation import clean_display_name, has_control_characters, normalise_email
 
 log = logging.getLogger(__name__)
 
 ROLES = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
-MAX_DISPLAY_NAME = 100
+# What the columns hold: longer input is cut before it is counted or looked up.
+MAX_EMAIL = User.__table__.c.email.type.length
+MAX_ADDRESS = LoginAddress.__table__.c.address.type.length
 
 
 def user_to_proto(user: User) -> auth_pb2.User:
@@ -34,21 +37,18 @@ def user_to_proto(user: User) -> auth_pb2.User:
     )
 
 
-def normalise_email(email: str) -> str:
-    """The canonical form the account is stored under; raises ValueError with the reason."""
-    try:
-        return validate_email(email.strip(), check_deliverability=False).normalized.lower()
-    except EmailNotValidError as exc:
-        raise ValueError(f"email is not valid: {exc}") from None
+async def refuse(context, refusal: Refusal) -> None:
+    """RESOURCE_EXHAUSTED with how long to wait: the gateway answers 429 with Retry-After."""
+    await context.abort(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.reason, trailing_metadata=(("retry-after", str(refusal.retry_after_s)),)
+    )
 
 
-def clean_display_name(name: str) -> str:
-    name = " ".join(name.split())
-    if not name:
-        raise ValueError("display_name must not be empty")
-    if len(name) > MAX_DISPLAY_NAME:
-        raise ValueError(f"display_name must have at most {MAX_DISPLAY_NAME} characters")
-    return name
+def session_is_open(session_id: str):
+    """The clause "the user's session (refresh-token family) session_id has a token that is not revoked"."""
+    return exists().where(
+        RefreshToken.family_id == session_id, RefreshToken.user_id == User.id, RefreshToken.revoked_at.is_(None)
+    )
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
@@ -57,6 +57,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self.sessions = sessions
         self.hasher = hasher
         self.issuer = issuer
+        self.limits = Limits(settings, sessions)
         # Verified when the email is unknown, so a miss costs as long as a wrong password.
         self._dummy_hash = hasher.hash("not-a-real-password-1")
 
@@ -66,7 +67,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         """Validate and store a new account; raises ValueError (bad input) or LookupError (email taken)."""
         email = normalise_email(email)
         display_name = clean_display_name(display_name)
-        reason = weakness(password, email)
+        reason = await asyncio.to_thread(weakness, password, email, display_name)
         if reason:
             raise ValueError(reason)
         password_hash = await asyncio.to_thread(self.hasher.hash, password)
@@ -80,9 +81,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return user
 
     async def Register(self, request, context):
+        address = request.client_address[:MAX_ADDRESS]
+        refusal = await self.limits.take_registration(address)
+        if refusal:
+            await refuse(context, refusal)
         try:
             user = await self.create_user(request.email, request.password, request.display_name)
         except ValueError as exc:
+            await self.limits.give_back_registration(address)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except LookupError as exc:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
@@ -96,31 +102,49 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return user
 
     async def GetUser(self, request, context):
+        is_open = session_is_open(request.session_id) if request.session_id else true()
         async with self.sessions() as session:
-            return user_to_proto(await self._user_or_abort(session, request.user_id, context))
+            found = (await session.execute(select(User, is_open).where(User.id == request.user_id))).one_or_none()
+        if found is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "user not found")
+        user, is_open = found
+        if not is_open:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "this session has ended; please log in again")
+        return user_to_proto(user)
 
     async def UpdateUser(self, request, context):
         async with self.sessions() as session:
             user = await self._user_or_abort(session, request.user_id, context)
             try:
-                if request.HasField("display_name"):
-                    user.display_name = clean_display_name(request.display_name)
-                if request.HasField("email"):
-                    user.email = normalise_email(request.email)
+                display_name = clean_display_name(request.display_name) if request.HasField("display_name") else None
+                email = normalise_email(request.email) if request.HasField("email") else None
                 if request.HasField("new_password"):
-                    reason = weakness(request.new_password, user.email)
+                    reason = await asyncio.to_thread(
+                        weakness, request.new_password, email or user.email, display_name or user.display_name
+                    )
                     if reason:
                         raise ValueError(reason)
             except ValueError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            if request.HasField("new_password"):
-                if not await asyncio.to_thread(self.hasher.verify, user.password_hash, request.current_password):
+            # Who holds only a (stolen) access token must not take the account over.
+            if email is not None or request.HasField("new_password"):
+                address = request.client_address[:MAX_ADDRESS]
+                if not await self._password_attempt(user, user.email, request.current_password, address, context):
                     await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the current password is wrong")
+            if display_name is not None:
+                user.display_name = display_name
+            if email is not None:
+                user.email = email
+            if request.HasField("new_password"):
                 user.password_hash = await asyncio.to_thread(self.hasher.hash, request.new_password)
-                # A new password ends every session that the old one opened.
+                # A new password ends every other session at once (ASVS 3.3.3); the one that made the change goes on.
                 await session.execute(
                     update(RefreshToken)
-                    .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+                    .where(
+                        RefreshToken.user_id == user.id,
+                        RefreshToken.revoked_at.is_(None),
+                        RefreshToken.family_id != request.session_id,
+                    )
                     .values(revoked_at=utcnow())
                 )
             user.updated_at = utcnow()
@@ -158,60 +182,57 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     # --- logins and tokens --------------------------------------------------------------------
 
-    async def _too_many_failures(self, session, email: str, address: str) -> str | None:
-        since = utcnow() - timedelta(seconds=self.settings.failed_login_window_s)
-        by_account = await session.scalar(
-            select(func.count()).select_from(FailedLogin).where(FailedLogin.email == email, FailedLogin.at > since)
-        )
-        if by_account >= self.settings.max_failed_logins_per_account:
-            return "too many failed logins for this account; try again later"
-        if address:
-            by_address = await session.scalar(
-                select(func.count()).select_from(FailedLogin).where(FailedLogin.address == address, FailedLogin.at > since)
-            )
-            if by_address >= self.settings.max_failed_logins_per_address:
-                return "too many failed logins from this address; try again later"
-        return None
+    async def _password_attempt(self, user: User | None, email: str, password: str, address: str, context) -> bool:
+        """Whether the password is the account's, checked under the login limits: RESOURCE_EXHAUSTED before
+        the check when a limit is reached. A right one gives its place back and makes the address known."""
+        async with self.sessions() as session:
+            known = user is not None and await self.limits.is_known_address(session, user.id, address)
+        refusal = await self.limits.take_login(email, address, known)
+        if refusal:
+            await refuse(context, refusal)
+        ok = await asyncio.to_thread(self.hasher.verify, user.password_hash if user else self._dummy_hash, password)
+        if not (user and ok):
+            return False
+        async with self.sessions() as session:
+            await self.limits.give_back_login(session, email, address)
+            if address:
+                await self.limits.remember_address(session, user.id, address)
+            await session.commit()
+        return True
 
-    async def _issue_pair(self, session, user: User, family_id: str) -> auth_pb2.TokenPair:
+    async def _issue_pair(self, session, user: User, session_id: str) -> auth_pb2.TokenPair:
+        """A new refresh token in the session (its family) and an access token that names the session."""
         refresh = new_refresh_token()
         session.add(
             RefreshToken(
                 user_id=user.id,
-                family_id=family_id,
+                family_id=session_id,
                 token_hash=hash_refresh_token(refresh),
                 expires_at=utcnow() + timedelta(seconds=self.settings.refresh_token_ttl_s),
             )
         )
         return auth_pb2.TokenPair(
-            access_token=self.issuer.issue(user.id, user.role),
+            access_token=self.issuer.issue(user.id, user.role, session_id),
             refresh_token=refresh,
             token_type="bearer",
             expires_in=self.issuer.ttl_s,
         )
 
     async def Authenticate(self, request, context):
+        if has_control_characters(request.email) or has_control_characters(request.password):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "email and password must not contain control characters")
         try:
             email = normalise_email(request.email)
         except ValueError:
-            email = request.email.strip().lower()
-        address = request.client_address[:64]
+            email = request.email.strip().lower()[:MAX_EMAIL]
         async with self.sessions() as session:
-            reason = await self._too_many_failures(session, email, address)
-            if reason:
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
             user = await session.scalar(select(User).where(User.email == email))
-            ok = await asyncio.to_thread(
-                self.hasher.verify, user.password_hash if user else self._dummy_hash, request.password
-            )
-            if not (user and ok):
-                session.add(FailedLogin(email=email, address=address))
-                await session.commit()
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong email or password")
-            await session.execute(delete(FailedLogin).where(FailedLogin.email == email))
-            pair = await self._issue_pair(session, user, family_id=new_id())
+        if not await self._password_attempt(user, email, request.password, request.client_address[:MAX_ADDRESS], context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong email or password")
+        async with self.sessions() as session:
+            pair = await self._issue_pair(session, user, session_id=new_id())
             await session.commit()
-            return pair
+        return pair
 
     async def Refresh(self, request, context):
         token_hash = hash_refresh_token(request.refresh_token)
@@ -233,7 +254,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 log.warning("refresh token reuse for user %s: family revoked", stored.user_id)
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "refresh token was already used; please log in again")
             user = await session.get(User, stored.user_id)
-            pair = await self._issue_pair(session, user, family_id=stored.family_id)
+            pair = await self._issue_pair(session, user, session_id=stored.family_id)
             await session.commit()
             return pair
 

@@ -24,12 +24,14 @@ class AccessTokenIssuer:
         self.audience = audience
         self.ttl_s = ttl_s
 
-    def issue(self, user_id: str, role: str) -> str:
+    def issue(self, user_id: str, role: str, session_id: str) -> str:
+        """`sid` names the session (the refresh-token family): the gateway has auth check it is still open."""
         now = int(time.time())
         claims = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": user_id,
+            "sid": session_id,
             "role": role,
             "iat": now,
             "nbf": now,

@@ -2,19 +2,27 @@
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Literal
 
 import grpc
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match, Mount
+from starlette.types import Scope
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from services.gateway.config import Settings
 from services.gateway.deps import UpstreamsDep
-from services.gateway.errors import grpc_error_handler
+from services.gateway.errors import grpc_error_handler, http_error_handler, validation_error_handler
 from services.gateway.middleware import BodyLimitMiddleware, ObservabilityMiddleware
+from services.gateway.openapi import declare_errors
 from services.gateway.routers import auth, limits, models, predictions, reports, training_jobs, users
 from services.gateway.security import TokenVerifier
 from services.gateway.upstreams import Upstreams
@@ -24,13 +32,29 @@ API_PREFIX = "/api/v1"
 API_ROUTERS = [auth.router, users.router, limits.router, predictions.router, models.router, training_jobs.router, reports.router]
 
 
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, bool] = Field(description="Whether each gRPC service of this deployment answers its health check.")
+
+
+class FrontendMount(Mount):
+    """The static frontend at "/", beside the API rather than over it: a path under the API prefix is
+    answered by the API (405 with Allow for a known path and another method, 404 otherwise), never by
+    the file server, which would take every method and path for a missing file."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http" and (scope["path"] + "/").startswith(API_PREFIX + "/"):
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.upstreams = Upstreams.connect(settings)
-        app.state.token_verifier = TokenVerifier(app.state.upstreams.auth)
+        app.state.token_verifier = TokenVerifier(app.state.upstreams.auth, settings.key_refetch_interval_s)
         yield
         await app.state.upstreams.close()
 
@@ -42,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.add_exception_handler(grpc.aio.AioRpcError, grpc_error_handler)
+    app.add_exception_handler(HTTPException, http_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     for router in API_ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
 
@@ -49,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get("/readyz", tags=["ops"], response_model=Readiness, responses={503: {"model": Readiness, "description": "Not ready."}})
     async def readyz(upstreams: UpstreamsDep) -> JSONResponse:
         checks = await upstreams.readiness()
         ready = all(checks.values())
@@ -60,7 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     if Path(settings.frontend_dir).is_dir():
-        app.mount("/", StaticFiles(directory=settings.frontend_dir, html=True), name="frontend")
+        app.router.routes.append(FrontendMount("/", StaticFiles(directory=settings.frontend_dir, html=True), name="frontend"))
+    declare_errors(app)
 
     # Added last = outermost: ids and metrics see every response, limits act before any body is read.
     app.add_middleware(BodyLimitMiddleware, max_json_bytes=settings.max_json_bytes, max_upload_bytes=settings.max_upload_bytes)
@@ -72,5 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["x-request-id"],
         )
-    app.add_middleware(ObservabilityMiddleware)
+    app.add_middleware(ObservabilityMiddleware, routes=app.routes)
+    # Outermost: everything inside sees the client's address (login limits count it), resolved once.
+    if settings.trusted_proxy_list:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
     return app

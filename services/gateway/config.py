@@ -1,3 +1,6 @@
+import ipaddress
+
+from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
 from ferkit.config import ServiceSettings
@@ -16,11 +19,33 @@ class Settings(ServiceSettings):
     grpc_timeout_s: float = 30.0
     # Comma-separated origins allowed by CORS; empty allows none (same-origin frontend needs none).
     cors_origins: str = ""
+    # Comma-separated addresses or CIDRs of the proxies in front of the gateway (an ingress controller's
+    # pods). Only a request from one of them has its X-Forwarded-For believed, and the client is then the
+    # right-most forwarded address that is not a proxy. Empty: no forwarded header is believed.
+    trusted_proxies: str = ""
+    # A token naming a signing key the gateway does not know makes it fetch auth's key set again (key
+    # rotation), at most once in this many seconds: forged key ids cannot make it call auth per request.
+    key_refetch_interval_s: float = 30.0
     max_json_bytes: int = 64 * 1024
     max_upload_bytes: int = UPLOAD_MAX_BYTES
     # The static frontend served at "/" when the folder exists.
     frontend_dir: str = "frontend"
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses_or_networks(cls, value: str) -> str:
+        for item in _items(value):
+            ipaddress.ip_network(item, strict=False)  # a typo fails at start, not silently
+        return value
+
     @property
     def cors_origin_list(self) -> list[str]:
-        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+        return _items(self.cors_origins)
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return _items(self.trusted_proxies)
+
+
+def _items(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]

@@ -28,10 +28,16 @@ def get_token_verifier(request: Request) -> TokenVerifier:
     return request.app.state.token_verifier
 
 
+def client_address(request: Request) -> str:
+    """The caller's address, as the trusted-proxy handling resolved it (auth's limits count by it)."""
+    return request.client.host if request.client else ""
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 UpstreamsDep = Annotated[Upstreams, Depends(get_upstreams)]
 TokenVerifierDep = Annotated[TokenVerifier, Depends(get_token_verifier)]
 BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
+ClientAddress = Annotated[str, Depends(client_address)]
 
 
 def _stub(name: str) -> Callable[[Upstreams], Any]:
@@ -54,16 +60,30 @@ TrainingStub = Annotated[inference_pb2_grpc.TrainingServiceStub, Depends(_stub("
 ReportsStub = Annotated[reports_pb2_grpc.ReportsServiceStub, Depends(_stub("reports"))]
 
 
-async def current_user(token: BearerToken, verifier: TokenVerifierDep, auth: AuthStub) -> auth_pb2.User:
-    """The caller's account; 401 for a missing, bad or expired token, or an account that no longer exists."""
+async def access_claims(token: BearerToken, verifier: TokenVerifierDep) -> dict:
+    """The claims of the caller's access token; 401 for a missing, bad or expired token, or one that names
+    no session (`sid`)."""
     if not token:
         raise unauthorized("not authenticated: send 'Authorization: Bearer <access token>'")
     claims = await verifier.verify(token)
+    if not isinstance(claims.get("sid"), str) or not claims["sid"]:
+        raise unauthorized("this access token names no session; please log in again")
+    return claims
+
+
+AccessClaims = Annotated[dict, Depends(access_claims)]
+
+
+async def current_user(claims: AccessClaims, auth: AuthStub) -> auth_pb2.User:
+    """The caller's account, asked of auth on every request: 401 once the account is gone or the token's
+    session has ended (logout, a new password, a reused refresh token), not when the token expires."""
     try:
-        return await auth.GetUser(auth_pb2.GetUserRequest(user_id=str(claims["sub"])))
+        return await auth.GetUser(auth_pb2.GetUserRequest(user_id=str(claims["sub"]), session_id=claims["sid"]))
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.NOT_FOUND:
             raise unauthorized("the account of this token no longer exists") from None
+        if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+            raise unauthorized(exc.details()) from None
         raise
 
 

@@ -3,7 +3,9 @@ import re
 import time
 
 from fastapi import HTTPException
+from fastapi.routing import iter_route_contexts
 from prometheus_client import Counter, Histogram
+from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferkit.logs import REQUEST_ID_HEADER, new_request_id, request_id_var
@@ -16,13 +18,25 @@ HTTP_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Any other method is counted as "other": a client chooses the method, and each new label value is a series.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class ObservabilityMiddleware:
-    """Gives every request an id (the caller's X-Request-ID if sane) and counts it by route template."""
+    """Gives every request an id (the caller's X-Request-ID if sane) and counts it by route template,
+    e.g. /api/v1/models/{name}:rollback: label values are series, so they come from the app's routes,
+    never from the path a client sends. Paths no route knows are all "unmatched" (the frontend's
+    files, when found, "static")."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, routes: list[BaseRoute]) -> None:
         self.app = app
+        # The stack is built on the first request, when every route is in place. Keyed by the route
+        # object, which FastAPI puts in the scope (the template with the router's prefix is its context's).
+        self.templates = {
+            id(context.original_route): context.path_format
+            for context in iter_route_contexts(routes)
+            if context.path_format and not isinstance(context.original_route, Mount)
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,18 +58,17 @@ class ObservabilityMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            label = _route_template(scope, status)
-            HTTP_REQUESTS.labels(label, scope["method"], str(status)).inc()
-            HTTP_LATENCY.labels(label, scope["method"]).observe(time.perf_counter() - start)
+            route = self._route_label(scope, status)
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            HTTP_REQUESTS.labels(route, method, str(status)).inc()
+            HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - start)
             request_id_var.reset(token)
 
-
-def _route_template(scope: Scope, status: int) -> str:
-    """The matched route with its parameters as {names}: raw paths with ids would explode the label set."""
-    if "route" not in scope:
-        return "static" if status < 400 else "unmatched"
-    names = {str(value): "{" + name + "}" for name, value in scope.get("path_params", {}).items()}
-    return "/".join(names.get(part, part) for part in scope["path"].split("/"))
+    def _route_label(self, scope: Scope, status: int) -> str:
+        template = self.templates.get(id(scope.get("route")))
+        if template is None:
+            return "static" if status < 400 else "unmatched"
+        return template
 
 
 class BodyLimitMiddleware:

@@ -1,6 +1,9 @@
 """Bearer tokens, verified locally with the auth service's published key (deps.py turns one into the caller's account)."""
+import asyncio
 import base64
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import HTTPException
@@ -21,16 +24,33 @@ class _Keys:
     claims: jwt.JWTClaimsRegistry
     algorithm: str
 
+    def knows(self, kid: str) -> bool:
+        return any(key.kid == kid for key in self.key_set.keys)
+
 
 class TokenVerifier:
-    """Caches the JWKS; fetches it again once when a token names a key it does not know (key rotation)."""
+    """Caches the JWKS. A token naming a key it does not know has it fetched again (key rotation), but at
+    most once per `refetch_interval_s`: inside that window such a token is refused at once, so a stream of
+    forged key ids costs one fetch per window, and a rotated key is known within one window."""
 
-    def __init__(self, auth_stub) -> None:
+    def __init__(self, auth_stub, refetch_interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.auth_stub = auth_stub
+        self.refetch_interval_s = refetch_interval_s
+        self._clock = clock
         self._keys: _Keys | None = None
+        self._fetched_at = 0.0
+        # Concurrent requests with unknown keys wait for one fetch instead of each making their own.
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self) -> _Keys:
+        async with self._lock:
+            if self._keys is not None and self._clock() - self._fetched_at < self.refetch_interval_s:
+                return self._keys
+            return await self._load()
 
     async def _load(self) -> _Keys:
         published = await self.auth_stub.GetVerificationKey(common_pb2.Empty())
+        self._fetched_at = self._clock()
         self._keys = _Keys(
             key_set=KeySet.import_key_set(json.loads(published.jwks_json)),
             claims=jwt.JWTClaimsRegistry(
@@ -44,10 +64,12 @@ class TokenVerifier:
         return self._keys
 
     async def verify(self, token: str) -> dict:
-        keys = self._keys or await self._load()
+        keys = self._keys or await self._refresh()
         kid = _unverified_kid(token)
-        if kid is not None and all(key.kid != kid for key in keys.key_set.keys):
-            keys = await self._load()
+        if kid is not None and not keys.knows(kid):
+            keys = await self._refresh()
+            if not keys.knows(kid):
+                raise unauthorized("invalid access token: it is signed with an unknown key")
         try:
             # Only the published algorithm is accepted: "none" and HS256-with-the-public-key tricks fail here.
             decoded = jwt.decode(token, keys.key_set, algorithms=[keys.algorithm])

@@ -12,7 +12,7 @@ from sqlalchemy.orm import undefer
 
 from fer.v1 import auth_pb2, common_pb2, inference_pb2, reports_pb2, reports_pb2_grpc
 from ferkit import images
-from ferkit.db import as_utc, to_timestamp
+from ferkit.db import as_utc, is_id, to_timestamp
 from ferkit.vision import CLASSES
 from services.reports.annotate import result_png
 from services.reports.config import Settings
@@ -115,7 +115,7 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
     @staticmethod
     async def _owned_or_abort(session, model, owner_id: str, row_id: str, context, *options):
         row = None
-        if owner_id and row_id:
+        if owner_id and is_id(row_id):
             row = await session.scalar(select(model).where(model.id == row_id, model.owner_id == owner_id).options(*options))
         if row is None:
             # Another owner's row and a missing one look the same.
@@ -132,6 +132,8 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
             raise ValueError("owner_id is required")
         if len(notes) > self.settings.max_notes_chars:
             raise ValueError(f"notes must have at most {self.settings.max_notes_chars} characters")
+        if "\x00" in notes or "\x00" in filename:
+            raise ValueError("notes and the file name must not contain NUL characters")
         classes = list(prediction.model.classes) or list(CLASSES)
         t = prediction.timings
         return Result(

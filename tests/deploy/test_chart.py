@@ -100,6 +100,7 @@ def test_plain_manifests_are_in_step_with_the_chart() -> None:
     ("amqp.url=http://broker:5672", "amqp"),
     ("triton.model.platform=tensorflow", "platform"),
     ("image.pullPolicy=Sometimes", "pullPolicy"),
+    ("gateway.trustedProxies={ingress-nginx}", "trustedProxies"),
 ])
 def test_schema_rejects_bad_values(setting: str, message: str) -> None:
     proc = run([tool("helm"), "template", "fer", str(CHART), "--set", setting])
@@ -112,6 +113,15 @@ def test_external_services_without_urls_fail_with_a_clear_message() -> None:
     assert proc.returncode != 0 and "amqp.url (or amqp.existingSecret) is required" in proc.stderr
     proc = run([tool("helm"), "template", "fer", str(CHART), "--set", "postgresql.auth.enabled=false"])
     assert proc.returncode != 0 and "auth.database.url" in proc.stderr
+
+
+def test_an_ingress_needs_the_proxies_whose_forwarded_header_is_believed() -> None:
+    proc = run([tool("helm"), "template", "fer", str(CHART), "--set", "gateway.ingress.enabled=true"])
+    assert proc.returncode != 0 and "gateway.trustedProxies is required" in proc.stderr
+    for values, expected in ((None, ""), ("monitoring-ingress.yaml", "10.244.0.0/16")):
+        gateway = by_kind(render(values), "Deployment")["fer-fer-platform-gateway"]
+        env = {e["name"]: e.get("value") for e in containers(gateway)[0]["env"]}
+        assert env["GATEWAY_TRUSTED_PROXIES"] == expected, values
 
 
 # ---------------------------------------------------------------- wiring

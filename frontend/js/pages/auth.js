@@ -2,7 +2,7 @@
 import { login, request } from "../api.js";
 import { alertBox, announce, field, fieldError, h, onSubmit } from "../dom.js";
 
-const PASSWORD_RULE = "At least 8 characters, mixing at least two of: lower-case, upper-case, digits, symbols.";
+const PASSWORD_RULE = "8 to 128 characters. Common passwords and ones built from your name or email are refused; a few unrelated words make a strong one.";
 
 /** A new password typed twice (named `name` and "confirm"); `samePassword` checks the two agree. */
 export function newPasswordFields(name, label, repeatLabel) {

@@ -1,12 +1,14 @@
 """AuthService over real gRPC, on PostgreSQL and on SQLite."""
 import asyncio
+from collections import Counter
 
 import grpc
 import pytest
 
 from fer.v1 import auth_pb2, auth_pb2_grpc, common_pb2
 from ferkit.grpc_client import open_channel
-from tests.fixtures.auth import unique_email
+from services.auth.limits import backoff_s
+from tests.fixtures.auth import changed_settings, session_of, unique_email
 
 PASSWORD = "Correct-horse-9"
 
@@ -26,11 +28,20 @@ async def login(stub, email, password=PASSWORD, address="10.0.0.1"):
     return await stub.Authenticate(auth_pb2.AuthenticateRequest(email=email, password=password, client_address=address))
 
 
-async def expect_code(code, call):
+def in_session(stub, user, session_id):
+    """GetUser as the gateway calls it for a request with an access token of that session."""
+    return stub.GetUser(auth_pb2.GetUserRequest(user_id=user.id, session_id=session_id))
+
+
+async def expect_code(code, call) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
     assert caught.value.code() == code, caught.value.details()
-    return caught.value.details()
+    return caught.value
+
+
+def retry_after(error: grpc.aio.AioRpcError) -> int:
+    return int(dict(error.trailing_metadata())["retry-after"])
 
 
 async def test_register_normalises_and_stores(stub):
@@ -49,8 +60,14 @@ async def test_register_normalises_and_stores(stub):
         ("a@b", PASSWORD, "X", "email"),
         (None, "", "X", "empty"),
         (None, "short1", "X", "at least 8"),
-        (None, "alllowercaseletters", "X", "mix"),
-        (None, "Tulips4ever", "X", None),  # acceptable: proves the rule is not just "reject everything"
+        (None, "Passw0rd!", "X", "too easy to guess"),
+        (None, "Summer2024", "X", "too easy to guess"),
+        (None, "qwertyuiop1", "X", "too easy to guess"),
+        (None, " " * 8 + "1", "X", "too easy to guess"),
+        (None, "Correct-horse\x009", "X", "control characters"),
+        ("nul\x00@example.com", PASSWORD, "X", "email"),
+        (None, PASSWORD, "Ada\x00", "control characters"),
+        (None, "correct horse battery staple", "X", None),  # acceptable: length over composition
         (None, PASSWORD, "   ", "display_name"),
     ],
 )
@@ -59,8 +76,8 @@ async def test_register_validation(stub, email, password, name, reason):
     if reason is None:
         assert (await stub.Register(request)).id
         return
-    details = await expect_code(grpc.StatusCode.INVALID_ARGUMENT, stub.Register(request))
-    assert reason in details
+    error = await expect_code(grpc.StatusCode.INVALID_ARGUMENT, stub.Register(request))
+    assert reason in error.details()
 
 
 async def test_duplicate_email_is_refused_and_keeps_the_first_account(stub):
@@ -71,19 +88,86 @@ async def test_duplicate_email_is_refused_and_keeps_the_first_account(stub):
     assert (await login(stub, email)).access_token  # the first password still works
 
 
-async def test_wrong_password_then_lockout_per_account(stub, auth_settings):
+async def test_failures_from_one_address_stop_that_address_not_the_owner(stub, auth_settings):
     email = unique_email()
     await register(stub, email=email)
-    for _ in range(auth_settings.max_failed_logins_per_account):
-        await expect_code(grpc.StatusCode.UNAUTHENTICATED, login(stub, email, "Wrong-pass-1"))
-    # Locked: even the right password is refused until the window passes.
-    details = await expect_code(grpc.StatusCode.RESOURCE_EXHAUSTED, login(stub, email))
-    assert "too many failed logins" in details
+    for _ in range(auth_settings.max_failed_logins_per_pair):
+        await expect_code(grpc.StatusCode.UNAUTHENTICATED, login(stub, email, "Wrong-pass-1", address="203.0.113.5"))
+    # That address is stopped, even with the right password, and told how long to wait...
+    error = await expect_code(grpc.StatusCode.RESOURCE_EXHAUSTED, login(stub, email, address="203.0.113.5"))
+    assert "too many failed logins" in error.details()
+    assert 0 < retry_after(error) <= auth_settings.failed_login_window_s
+    # ...but the attacker holds no lockout button: the owner logs in from elsewhere.
+    assert (await login(stub, email, address="198.51.100.20")).access_token
+
+
+async def test_strangers_back_off_while_the_owner_gets_in_from_a_known_address(auth_service, stub):
+    with changed_settings(auth_service.settings, account_backoff_after=4):
+        email = unique_email()
+        await register(stub, email=email)
+        assert (await login(stub, email, address="10.1.1.1")).access_token  # the owner's usual address
+        for n in range(4):  # many addresses, one guess each: under every per-address limit
+            await expect_code(grpc.StatusCode.UNAUTHENTICATED, login(stub, email, "Wrong-pass-1", address=f"203.0.113.{n + 10}"))
+        # Past the threshold a new address must wait (2 s, then 4, 8...), even with the right password...
+        error = await expect_code(grpc.StatusCode.RESOURCE_EXHAUSTED, login(stub, email, address="203.0.113.99"))
+        assert "too many failed logins for this account" in error.details() and 1 <= retry_after(error) <= 2
+        # ...while the owner, from the usual address with the right password, gets in at once,
+        assert (await login(stub, email, address="10.1.1.1")).access_token
+        # and that success does not wipe what the strangers failed.
+        await expect_code(grpc.StatusCode.RESOURCE_EXHAUSTED, login(stub, email, "Wrong-pass-1", address="203.0.113.98"))
+
+
+def test_account_backoff_doubles_up_to_its_cap(auth_settings):
+    after = auth_settings.account_backoff_after
+    waits = [backoff_s(failures, auth_settings) for failures in range(after - 1, after + 12)]
+    assert waits == [0, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600, 600]
+    assert backoff_s(10**6, auth_settings) == auth_settings.account_backoff_max_s
+
+
+async def test_parallel_wrong_passwords_cannot_all_get_under_the_limit(auth_service, stub, auth_settings, monkeypatch):
+    email = unique_email()
+    await register(stub, email=email)
+    checked = []
+    verify = auth_service.hasher.verify
+    monkeypatch.setattr(auth_service.hasher, "verify", lambda digest, password: checked.append(password) or verify(digest, password))
+    results = await asyncio.gather(
+        *(login(stub, email, "Wrong-pass-1", address="203.0.113.77") for _ in range(20)), return_exceptions=True
+    )
+    limit = auth_settings.max_failed_logins_per_pair
+    assert Counter(result.code() for result in results) == {
+        grpc.StatusCode.UNAUTHENTICATED: limit,
+        grpc.StatusCode.RESOURCE_EXHAUSTED: 20 - limit,
+    }
+    assert len(checked) == limit, "only the attempts under the limit reach the password check"
+
+
+async def test_registrations_are_limited_per_address(auth_service, stub):
+    def request(address, password=PASSWORD):
+        return auth_pb2.RegisterRequest(email=unique_email(), password=password, display_name="Bot", client_address=address)
+
+    with changed_settings(auth_service.settings, max_registrations_per_address=3) as settings:
+        address = "203.0.113.200"
+        # Refused input does not use the allowance up.
+        await expect_code(grpc.StatusCode.INVALID_ARGUMENT, stub.Register(request(address, "Summer2024")))
+        for _ in range(3):
+            assert (await stub.Register(request(address))).id
+        error = await expect_code(grpc.StatusCode.RESOURCE_EXHAUSTED, stub.Register(request(address)))
+        assert "too many new accounts" in error.details()
+        assert 0 < retry_after(error) <= settings.registration_window_s
+        assert (await stub.Register(request("203.0.113.201"))).id
+
+
+async def test_control_characters_in_a_login_are_invalid_not_a_database_error(stub):
+    email = unique_email()
+    await register(stub, email=email)
+    for bad_email, password in [(email + "\x00", PASSWORD), (email, PASSWORD + "\x00"), ("\x00", "\x00")]:
+        error = await expect_code(grpc.StatusCode.INVALID_ARGUMENT, login(stub, bad_email, password))
+        assert "control characters" in error.details()
 
 
 async def test_unknown_email_fails_like_a_wrong_password(stub):
-    details = await expect_code(grpc.StatusCode.UNAUTHENTICATED, login(stub, unique_email()))
-    assert details == "wrong email or password"
+    error = await expect_code(grpc.StatusCode.UNAUTHENTICATED, login(stub, unique_email()))
+    assert error.details() == "wrong email or password"
 
 
 async def test_lockout_per_address(auth_service, stub):
@@ -125,6 +209,32 @@ async def test_concurrent_refresh_has_one_winner(stub):
     assert sum(not isinstance(r, Exception) for r in results) == 1
 
 
+async def test_a_session_ends_at_once_on_logout_and_on_refresh_reuse(stub):
+    email = unique_email()
+    user = await register(stub, email=email)
+    first = await login(stub, email)
+    assert (await in_session(stub, user, session_of(first.access_token))).id == user.id
+    await stub.Revoke(auth_pb2.RevokeRequest(refresh_token=first.refresh_token))
+    error = await expect_code(grpc.StatusCode.UNAUTHENTICATED, in_session(stub, user, session_of(first.access_token)))
+    assert "session has ended" in error.details()
+
+    second = await login(stub, email)
+    rotated = await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=second.refresh_token))
+    # A refresh stays in its session.
+    assert session_of(rotated.access_token) == session_of(second.access_token) != session_of(first.access_token)
+    assert (await in_session(stub, user, session_of(rotated.access_token))).id == user.id
+    await expect_code(grpc.StatusCode.UNAUTHENTICATED, stub.Refresh(auth_pb2.RefreshRequest(refresh_token=second.refresh_token)))
+    await expect_code(grpc.StatusCode.UNAUTHENTICATED, in_session(stub, user, session_of(rotated.access_token)))
+
+    # Unknown sessions, and other accounts' sessions, are refused; without a session GetUser answers
+    # (services calling for their own reasons).
+    other_email = unique_email()
+    await register(stub, email=other_email)
+    for foreign in ("no-such-session", session_of((await login(stub, other_email)).access_token)):
+        await expect_code(grpc.StatusCode.UNAUTHENTICATED, in_session(stub, user, foreign))
+    assert (await stub.GetUser(auth_pb2.GetUserRequest(user_id=user.id))).id == user.id
+
+
 async def test_revoke_logs_out(stub):
     email = unique_email()
     await register(stub, email=email)
@@ -138,15 +248,52 @@ async def test_password_change_needs_the_current_password(stub):
     email = unique_email()
     user = await register(stub, email=email)
     pair = await login(stub, email)
-    change = auth_pb2.UpdateUserRequest(user_id=user.id, new_password="New-secret-42", current_password="Wrong-pass-1")
+    current = await login(stub, email)  # the session that changes the password
+    change_session = session_of(current.access_token)
+    change = auth_pb2.UpdateUserRequest(
+        user_id=user.id, new_password="New-secret-42", current_password="Wrong-pass-1", session_id=change_session
+    )
     await expect_code(grpc.StatusCode.PERMISSION_DENIED, stub.UpdateUser(change))
     assert (await login(stub, email)).access_token  # nothing changed
     change.current_password = PASSWORD
     await stub.UpdateUser(change)
     await expect_code(grpc.StatusCode.UNAUTHENTICATED, login(stub, email))
     assert (await login(stub, email, "New-secret-42")).access_token
-    # Sessions opened with the old password end.
+    # Every other session opened with the old password ends at once; the one that made the change goes on.
     await expect_code(grpc.StatusCode.UNAUTHENTICATED, stub.Refresh(auth_pb2.RefreshRequest(refresh_token=pair.refresh_token)))
+    await expect_code(grpc.StatusCode.UNAUTHENTICATED, in_session(stub, user, session_of(pair.access_token)))
+    assert (await in_session(stub, user, change_session)).id == user.id
+    assert (await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=current.refresh_token))).access_token
+
+
+async def test_email_change_needs_the_current_password(stub):
+    email, new_email = unique_email(), unique_email()
+    user = await register(stub, email=email)
+    for password in ("", "Wrong-pass-1"):
+        change = auth_pb2.UpdateUserRequest(user_id=user.id, email=new_email, current_password=password)
+        await expect_code(grpc.StatusCode.PERMISSION_DENIED, stub.UpdateUser(change))
+    assert (await stub.GetUser(auth_pb2.GetUserRequest(user_id=user.id))).email == email
+    change = auth_pb2.UpdateUserRequest(user_id=user.id, email=new_email, current_password=PASSWORD)
+    assert (await stub.UpdateUser(change)).email == new_email
+    for bad in ({"email": "nul\x00@example.com"}, {"display_name": "Ada\x00"}):
+        change = auth_pb2.UpdateUserRequest(user_id=user.id, current_password=PASSWORD, **bad)
+        await expect_code(grpc.StatusCode.INVALID_ARGUMENT, stub.UpdateUser(change))
+
+
+async def test_current_password_guesses_count_as_failed_logins(stub, auth_settings):
+    email = unique_email()
+    user = await register(stub, email=email)
+
+    def change(password):
+        return stub.UpdateUser(
+            auth_pb2.UpdateUserRequest(
+                user_id=user.id, new_password="New-secret-42", current_password=password, client_address="203.0.113.66"
+            )
+        )
+
+    for _ in range(auth_settings.max_failed_logins_per_pair):
+        await expect_code(grpc.StatusCode.PERMISSION_DENIED, change("Wrong-pass-1"))
+    await expect_code(grpc.StatusCode.RESOURCE_EXHAUSTED, change(PASSWORD))
 
 
 async def test_record_usage_is_atomic(stub):

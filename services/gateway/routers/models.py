@@ -1,15 +1,18 @@
 """The model registry: every version with its metadata; load, promote and roll back (administrators)."""
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from fer.v1 import common_pb2, inference_pb2
 from services.gateway.deps import AdminUser, CurrentUser, ModelsStub
+from services.gateway.openapi import errors
 from services.gateway.schemas import from_message
 
 router = APIRouter(prefix="/models", tags=["models"])
+# A version number as the registry stores it (int64 on the wire): a larger one is a 422, not a failed call.
+VersionNumber = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class ModelVersionOut(BaseModel):
@@ -38,19 +41,19 @@ async def list_models(user: CurrentUser, models: ModelsStub) -> ModelList:
     return ModelList(models=[ModelVersionOut.from_proto(v) for v in listed.versions])
 
 
-@router.post("/{name}/versions/{version:int}:promote", response_model=ModelVersionOut, responses={403: {}, 404: {}})
-async def promote_version(name: str, version: int, admin: AdminUser, models: ModelsStub) -> ModelVersionOut:
+@router.post("/{name}/versions/{version:int}:promote", response_model=ModelVersionOut, responses=errors(400, 404))
+async def promote_version(name: str, version: VersionNumber, admin: AdminUser, models: ModelsStub) -> ModelVersionOut:
     """Loads the version (if needed) and makes it the one that answers by default."""
     return ModelVersionOut.from_proto(await models.PromoteModel(inference_pb2.ModelVersionRequest(name=name, version=version)))
 
 
-@router.post("/{name}/versions/{version:int}:load", response_model=ModelVersionOut, responses={403: {}, 404: {}})
-async def load_version(name: str, version: int, admin: AdminUser, models: ModelsStub) -> ModelVersionOut:
+@router.post("/{name}/versions/{version:int}:load", response_model=ModelVersionOut, responses=errors(400, 404))
+async def load_version(name: str, version: VersionNumber, admin: AdminUser, models: ModelsStub) -> ModelVersionOut:
     """Serves a version beside the promoted one (ask for it by number), e.g. to compare before promoting."""
     return ModelVersionOut.from_proto(await models.LoadModel(inference_pb2.ModelVersionRequest(name=name, version=version)))
 
 
-@router.post("/{name}:rollback", response_model=ModelVersionOut, responses={403: {}, 404: {}})
+@router.post("/{name}:rollback", response_model=ModelVersionOut, responses=errors(400, 404))
 async def rollback(name: str, admin: AdminUser, models: ModelsStub) -> ModelVersionOut:
     """Serves the previously promoted version again."""
     return ModelVersionOut.from_proto(await models.RollbackModel(inference_pb2.RollbackModelRequest(name=name)))

@@ -16,6 +16,8 @@ from ferkit import images
 from ferkit.limits import NOTES_MAX_CHARS
 from ferkit.vision import CLASSES
 from services.gateway.deps import CurrentUser, ReportsStub, SettingsDep
+from services.gateway.openapi import errors
+from services.gateway.responses import file_response
 from services.gateway.schemas import Page, from_message
 
 router = APIRouter(prefix="/predictions", tags=["predictions"])
@@ -87,7 +89,7 @@ class PredictionPage(Page[PredictionOut]):
     pass
 
 
-@router.post("", status_code=201, response_model=PredictionOut, responses={413: {}, 415: {}, 422: {}, 503: {}})
+@router.post("", status_code=201, response_model=PredictionOut, responses=errors(404, 413, 415))
 async def create_prediction(
     request: Request,
     user: CurrentUser,
@@ -135,17 +137,14 @@ async def list_predictions(
     return PredictionPage.of([PredictionOut.from_result(result, request) for result in page.results], page.page)
 
 
-@router.get("/{prediction_id}", response_model=PredictionOut, responses={404: {}})
+@router.get("/{prediction_id}", response_model=PredictionOut, responses=errors(404))
 async def get_prediction(prediction_id: str, request: Request, user: CurrentUser, reports: ReportsStub) -> PredictionOut:
     result = await reports.GetResult(reports_pb2.GetResultRequest(owner_id=user.id, id=prediction_id))
     return PredictionOut.from_result(result, request)
 
 
-@router.get("/{prediction_id}/annotated.png", response_class=Response, responses={200: {"content": {"image/png": {}}}, 404: {}})
+@router.get("/{prediction_id}/annotated.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}, **errors(400, 404)})
 async def get_annotated_image(prediction_id: str, user: CurrentUser, reports: ReportsStub) -> Response:
     image = await reports.GetAnnotatedImage(reports_pb2.GetResultRequest(owner_id=user.id, id=prediction_id))
-    return Response(
-        image.content,
-        media_type=image.content_type or "image/png",
-        headers={"Content-Disposition": f'inline; filename="{image.filename or "annotated.png"}"', "Cache-Control": "private, max-age=3600"},
-    )
+    return file_response(image.content, image.content_type or "image/png", image.filename, default="annotated.png")

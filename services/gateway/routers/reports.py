@@ -8,6 +8,8 @@ from pydantic import BaseModel, Field
 
 from fer.v1 import reports_pb2
 from services.gateway.deps import CurrentUser, ReportsStub
+from services.gateway.openapi import errors
+from services.gateway.responses import file_response
 from services.gateway.schemas import StrictBody, from_message
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -50,7 +52,7 @@ class ReportOut(BaseModel):
         )
 
 
-@router.post("", status_code=202, response_model=ReportAccepted)
+@router.post("", status_code=202, response_model=ReportAccepted, responses=errors(404))
 async def request_report(body: ReportIn, request: Request, response: Response, user: CurrentUser,
                          reports: ReportsStub) -> ReportAccepted:
     """Asks for a report on one of the caller's predictions; 404 if the prediction is not theirs."""
@@ -61,7 +63,7 @@ async def request_report(body: ReportIn, request: Request, response: Response, u
     return ReportAccepted(id=report.id, status=report.status)
 
 
-@router.get("/{report_id}", response_model=ReportOut)
+@router.get("/{report_id}", response_model=ReportOut, responses=errors(404))
 async def get_report(report_id: str, request: Request, user: CurrentUser, reports: ReportsStub) -> ReportOut:
     report = await reports.GetReport(reports_pb2.GetReportRequest(owner_id=user.id, id=report_id))
     return ReportOut.from_proto(report, request)
@@ -70,7 +72,7 @@ async def get_report(report_id: str, request: Request, user: CurrentUser, report
 @router.get(
     "/{report_id}/download",
     response_class=Response,
-    responses={200: {"content": {"application/pdf": {}, "application/json": {}}}, 409: {"description": "not done yet, or failed"}},
+    responses={200: {"content": {"application/pdf": {}, "application/json": {}}}, **errors(404, 409)},
 )
 async def download_report(report_id: str, user: CurrentUser, reports: ReportsStub) -> Response:
     try:
@@ -79,8 +81,4 @@ async def download_report(report_id: str, user: CurrentUser, reports: ReportsStu
         if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
             raise HTTPException(status_code=409, detail=exc.details()) from None
         raise
-    return Response(
-        content=file.content,
-        media_type=file.content_type,
-        headers={"Content-Disposition": f'attachment; filename="{file.filename}"', "Cache-Control": "private, max-age=3600"},
-    )
+    return file_response(file.content, file.content_type, file.filename, default="report", disposition="attachment")

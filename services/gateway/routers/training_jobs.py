@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from fer.v1 import common_pb2, inference_pb2
 from services.gateway.deps import AdminUser, TrainingStub
+from services.gateway.openapi import errors
 from services.gateway.schemas import Page, StrictBody, from_message
 
 router = APIRouter(prefix="/training-jobs", tags=["training"])
@@ -42,7 +43,7 @@ class TrainingJobPage(Page[TrainingJobOut]):
     pass
 
 
-@router.post("", status_code=202, response_model=TrainingJobOut, responses={403: {}, 422: {}})
+@router.post("", status_code=202, response_model=TrainingJobOut)
 async def start_training_job(body: TrainingJobIn, request: Request, response: Response, admin: AdminUser,
                              training: TrainingStub) -> TrainingJobOut:
     job = await training.StartTrainingJob(
@@ -60,6 +61,6 @@ async def list_training_jobs(admin: AdminUser, training: TrainingStub, page_size
     return TrainingJobPage.of([TrainingJobOut.from_proto(job) for job in page.jobs], page.page)
 
 
-@router.get("/{job_id}", response_model=TrainingJobOut, responses={404: {}})
+@router.get("/{job_id}", response_model=TrainingJobOut, responses=errors(404))
 async def get_training_job(job_id: str, admin: AdminUser, training: TrainingStub) -> TrainingJobOut:
     return TrainingJobOut.from_proto(await training.GetTrainingJob(inference_pb2.GetTrainingJobRequest(id=job_id)))

@@ -3,7 +3,8 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import Field
 
 from fer.v1 import auth_pb2
-from services.gateway.deps import AuthStub, CurrentUser
+from services.gateway.deps import AccessClaims, AuthStub, ClientAddress, CurrentUser
+from services.gateway.openapi import errors
 from services.gateway.schemas import StrictBody, UserOut
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -21,18 +22,30 @@ async def read_me(user: CurrentUser) -> UserOut:
     return UserOut.from_proto(user)
 
 
-@router.patch("/me", response_model=UserOut)
-async def update_me(body: UserPatch, user: CurrentUser, auth: AuthStub) -> UserOut:
-    if body.new_password is not None and not body.current_password:
-        raise HTTPException(status_code=422, detail="current_password is required to change the password")
+@router.patch("/me", response_model=UserOut, responses=errors(403, 409, 429))
+async def update_me(
+    body: UserPatch, user: CurrentUser, claims: AccessClaims, address: ClientAddress, auth: AuthStub
+) -> UserOut:
+    """Changing the email or the password needs current_password (403 when wrong; its checks count as
+    failed logins, 429 past the limits). A new password ends every other session of the account at once."""
+    if (body.new_password is not None or body.email is not None) and not body.current_password:
+        raise HTTPException(status_code=422, detail="current_password is required to change the email or the password")
     changes = body.model_dump(exclude_none=True, exclude={"current_password"})
     if not changes:
         raise HTTPException(status_code=422, detail="nothing to change: send display_name, email or new_password")
-    updated = await auth.UpdateUser(auth_pb2.UpdateUserRequest(user_id=user.id, current_password=body.current_password or "", **changes))
+    updated = await auth.UpdateUser(
+        auth_pb2.UpdateUserRequest(
+            user_id=user.id,
+            current_password=body.current_password or "",
+            session_id=claims["sid"],
+            client_address=address,
+            **changes,
+        )
+    )
     return UserOut.from_proto(updated)
 
 
-@router.delete("/me", status_code=204)
+@router.delete("/me", status_code=204, responses=errors(404))
 async def delete_me(user: CurrentUser, auth: AuthStub) -> Response:
     await auth.DeleteUser(auth_pb2.GetUserRequest(user_id=user.id))
     return Response(status_code=204)

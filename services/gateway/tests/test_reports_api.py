@@ -6,6 +6,7 @@ import json
 import time
 
 from pypdf import PdfReader
+from werkzeug.http import parse_options_header
 
 from fer.v1 import reports_pb2_grpc
 from ferkit.grpc_client import open_channel
@@ -54,6 +55,21 @@ async def test_pdf_and_json_reports_through_the_gateway(reports_gateway, reports
     assert download.headers["content-type"] == "application/json" and 'filename="' in download.headers["content-disposition"]
     doc = json.loads(download.content)
     assert doc["schema_version"] == 1 and [f["label"] for f in doc["faces"]] == ["happy", "neutral"]
+
+
+async def test_files_of_a_photo_with_a_non_latin_name_download(reports_gateway, reports_address):
+    """Item 1 of issue 12: every stored name that goes into a header is written per RFC 6266."""
+    client = reports_gateway
+    alice = await register_and_login(client)
+    prediction = await save_prediction(reports_address, alice["user"]["id"], filename="日本.png")
+    png = await client.get(f"/api/v1/predictions/{prediction}/annotated.png", headers=alice["headers"])
+    assert png.status_code == 200
+    assert parse_options_header(png.headers["content-disposition"]) == ("inline", {"filename": "日本-annotated.png"})
+    created = await client.post("/api/v1/reports", json={"prediction_id": prediction, "format": "json"}, headers=alice["headers"])
+    report = await wait_settled(client, created.json()["id"], alice["headers"])
+    download = await client.get(report["download_url"], headers=alice["headers"])
+    assert download.status_code == 200 and json.loads(download.content)["result"]["filename"] == "日本.png"
+    assert parse_options_header(download.headers["content-disposition"]) == ("attachment", {"filename": report["filename"]})
 
 
 async def test_another_users_report_is_404(reports_gateway, reports_address):

@@ -143,12 +143,23 @@ async def test_another_owner_sees_nothing(stub):
     await expect_code(grpc.StatusCode.NOT_FOUND, stub.GetResult(reports_pb2.GetResultRequest(owner_id=me, id="no-such-id")))
 
 
+async def test_an_id_with_a_nul_byte_is_not_found_not_a_database_error(stub):
+    me = owner()
+    saved = await stub.SaveResult(sample_result(me))
+    for bad in (saved.id + "\x00", "\x00", "r\x00'; --"):
+        await expect_code(grpc.StatusCode.NOT_FOUND, stub.GetResult(reports_pb2.GetResultRequest(owner_id=me, id=bad)))
+        await expect_code(grpc.StatusCode.NOT_FOUND, stub.RequestReport(reports_pb2.RequestReportRequest(owner_id=me, result_id=bad, format="pdf")))
+        await expect_code(grpc.StatusCode.NOT_FOUND, stub.GetReport(reports_pb2.GetReportRequest(owner_id=me, id=bad)))
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
         (lambda r: r.faces[0].scores.pop(), "scores"),
         (lambda r: setattr(r, "owner_id", ""), "owner_id"),
         (lambda r: setattr(r, "notes", "x" * 5000), "notes"),
+        (lambda r: setattr(r, "notes", "nul\x00byte"), "NUL"),
+        (lambda r: setattr(r, "filename", "a\x00.png"), "NUL"),
         (lambda r: setattr(r.faces[0].box, "width", 0), "box"),
     ],
 )
