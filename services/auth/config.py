@@ -32,6 +32,10 @@ class Settings(ServiceSettings):
     # Registrations allowed per client address inside the window.
     max_registrations_per_address: int = 10
     registration_window_s: int = 3600
+    # ListDeletedAccounts leaves tombstones younger than this for a later call: one written a moment before
+    # another (or by a replica whose clock is behind) may commit after it, and must not land behind a cursor
+    # already handed out.
+    deleted_accounts_settle_s: float = 10.0
     # argon2id cost (OWASP's minimum recommendation: 19 MiB, 2 passes).
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19456

@@ -1,7 +1,7 @@
 """The auth service's tables."""
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ferkit.db import new_id, utcnow
@@ -61,3 +61,14 @@ class LoginAddress(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     address: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_login_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DeletedAccount(Base):
+    """A tombstone, written in the transaction that deletes the account: the services holding its data
+    (reports) page through these (ListDeletedAccounts) and erase it, even if they were down at that moment."""
+
+    __tablename__ = "deleted_accounts"
+    __table_args__ = (Index("ix_deleted_accounts_deleted_at", "deleted_at", "user_id"),)
+
+    user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

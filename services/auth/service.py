@@ -4,15 +4,16 @@ import logging
 from datetime import timedelta
 
 import grpc
-from sqlalchemy import exists, select, true, update
+from sqlalchemy import and_, delete, exists, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from fer.v1 import auth_pb2, auth_pb2_grpc, common_pb2
 from ferkit.db import as_utc, new_id, to_timestamp, utcnow
+from ferkit.paging import decode_cursor, encode_cursor
 from services.auth.config import Settings
 from services.auth.limits import Limits, Refusal
-from services.auth.models import LoginAddress, RefreshToken, User
+from services.auth.models import DeletedAccount, LoginAddress, RefreshToken, User
 from services.auth.passwords import Hasher, weakness
 from services.auth.tokens import AccessTokenIssuer, hash_refresh_token, new_refresh_token
 from services.auth.validation import clean_display_name, has_control_characters, normalise_email
@@ -23,6 +24,9 @@ ROLES = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
 # What the columns hold: longer input is cut before it is counted or looked up.
 MAX_EMAIL = User.__table__.c.email.type.length
 MAX_ADDRESS = LoginAddress.__table__.c.address.type.length
+# ListDeletedAccounts: page_size 0 means the default; larger than the most is refused.
+DELETED_PAGE_DEFAULT = 100
+DELETED_PAGE_MAX = 1000
 
 
 def user_to_proto(user: User) -> auth_pb2.User:
@@ -156,11 +160,36 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def DeleteUser(self, request, context):
         async with self.sessions() as session:
-            user = await self._user_or_abort(session, request.user_id, context)
-            await session.delete(user)
+            deleted = await session.scalar(delete(User).where(User.id == request.user_id).returning(User.id))
+            if deleted is None:
+                await context.abort(grpc.StatusCode.NOT_FOUND, "user not found")
+            # In the same transaction: no account is gone without its tombstone, so its data is erased.
+            session.add(DeletedAccount(user_id=deleted))
             await session.commit()
         log.info("deleted user %s", request.user_id)
         return common_pb2.Empty()
+
+    async def ListDeletedAccounts(self, request, context):
+        """Oldest first, keyset-paginated on (deleted_at, user_id); the token of the last one listed lets a
+        caller ask later for only what is newer."""
+        size = request.page_size or DELETED_PAGE_DEFAULT
+        if not 0 < size <= DELETED_PAGE_MAX:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"page_size must be between 1 and {DELETED_PAGE_MAX}")
+        settled = utcnow() - timedelta(seconds=self.settings.deleted_accounts_settle_s)
+        query = select(DeletedAccount.deleted_at, DeletedAccount.user_id).where(DeletedAccount.deleted_at <= settled)
+        if request.page_token:
+            try:
+                stamp, user_id = decode_cursor(request.page_token)
+            except ValueError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            query = query.where(or_(DeletedAccount.deleted_at > stamp,
+                                    and_(DeletedAccount.deleted_at == stamp, DeletedAccount.user_id > user_id)))
+        async with self.sessions() as session:
+            rows = (await session.execute(query.order_by(DeletedAccount.deleted_at, DeletedAccount.user_id).limit(size))).all()
+        return auth_pb2.ListDeletedAccountsResponse(
+            user_ids=[row.user_id for row in rows],
+            next_page_token=encode_cursor(*rows[-1]) if rows else request.page_token,
+        )
 
     async def RecordUsage(self, request, context):
         if not 0 < request.count <= 10_000:

@@ -44,6 +44,10 @@ class Settings(ServiceSettings):
     inference_addr: str = "127.0.0.1:50052"
     auth_addr: str = "127.0.0.1:50051"
     grpc_timeout_s: float = 30.0
+    # How often the eraser asks auth for accounts deleted since its cursor and erases their results and
+    # reports (the gateway asks at deletion too; this covers a reports service down at that moment).
+    # Runs only where auth_addr is set.
+    erase_interval_s: float = 30.0
     # The annotated image is drawn at most this large (longest side).
     annotated_max_side: int = 2048
 

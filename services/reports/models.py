@@ -63,3 +63,14 @@ class Report(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ErasureCursor(Base):
+    """One row (id 1, written by the migration): how far the eraser has read the auth service's deleted
+    accounts (ListDeletedAccounts' opaque token). Stored only after those accounts were erased."""
+
+    __tablename__ = "erasure_cursor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    page_token: Mapped[str] = mapped_column(String(512), default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -2,6 +2,7 @@
 `python -m services.reports.worker`; without it the server renders them itself."""
 import asyncio
 import logging
+from functools import partial
 
 from fer.v1 import auth_pb2_grpc, inference_pb2_grpc, reports_pb2, reports_pb2_grpc
 from ferkit.grpc_client import open_channel
@@ -10,6 +11,7 @@ from ferkit.grpc_server import GrpcService, Registration, run_until_signalled
 from ferkit.logs import setup_logging
 from services.reports.config import Settings
 from services.reports.dispatch import make_dispatcher
+from services.reports.erasure import Eraser
 from services.reports.service import ReportsServicer
 
 SERVICE_NAME = reports_pb2.DESCRIPTOR.services_by_name["ReportsService"].full_name
@@ -28,10 +30,26 @@ def build(settings: Settings) -> tuple[GrpcService, ReportsServicer]:
     )
     servicer.engine = engine
     servicer.channels = list(channels.values())
+    servicer.eraser = Eraser(settings, sessions, servicer.auth)
     service = GrpcService(
         settings, [Registration(reports_pb2_grpc.add_ReportsServiceServicer_to_server, servicer, SERVICE_NAME)]
     )
     return service, servicer
+
+
+async def start_loops(servicer: ReportsServicer) -> None:
+    """What runs beside the calls: the dispatcher (re-publisher or in-process queue) and the eraser."""
+    await servicer.dispatcher.start()
+    await servicer.eraser.start()
+
+
+async def shut_down(servicer: ReportsServicer) -> None:
+    """Stops the loops, then closes the database and the channels (after the gRPC server stopped)."""
+    await servicer.eraser.stop()
+    await servicer.dispatcher.stop()
+    await servicer.engine.dispose()
+    for channel in servicer.channels:
+        await channel.close()
 
 
 async def main() -> None:
@@ -41,13 +59,7 @@ async def main() -> None:
     logging.getLogger("pika").setLevel(logging.CRITICAL)
     service, servicer = build(settings)
 
-    async def on_stop() -> None:
-        await servicer.dispatcher.stop()
-        await servicer.engine.dispose()
-        for channel in servicer.channels:
-            await channel.close()
-
-    await run_until_signalled(service, on_start=servicer.dispatcher.start, on_stop=on_stop)
+    await run_until_signalled(service, on_start=partial(start_loops, servicer), on_stop=partial(shut_down, servicer))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,6 @@
-"""The ReportsService gRPC servicer: the results history and report requests."""
+"""The ReportsService gRPC servicer: the results history, report requests, and erasing a deleted account's data."""
 import asyncio
-import base64
-import binascii
 import logging
-from datetime import datetime
 
 import grpc
 from sqlalchemy import and_, func, or_, select
@@ -12,10 +9,12 @@ from sqlalchemy.orm import undefer
 
 from fer.v1 import auth_pb2, common_pb2, inference_pb2, reports_pb2, reports_pb2_grpc
 from ferkit import images
-from ferkit.db import as_utc, is_id, to_timestamp
+from ferkit.db import is_id, to_timestamp
+from ferkit.paging import decode_cursor, encode_cursor
 from ferkit.vision import CLASSES
 from services.reports.annotate import result_png
 from services.reports.config import Settings
+from services.reports.erasure import erase_owner
 from services.reports.metrics import JOBS
 from services.reports.models import FORMATS, Report, Result
 
@@ -84,20 +83,6 @@ def _faces_from_request(request: reports_pb2.SaveResultRequest, classes: list[st
             }
         )
     return faces
-
-
-def _encode_cursor(row: Result) -> str:
-    raw = f"{as_utc(row.created_at).isoformat()}|{row.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(token: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        stamp, row_id = raw.split("|", 1)
-        return datetime.fromisoformat(stamp), row_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValueError("page_token is not valid") from None
 
 
 class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
@@ -206,7 +191,7 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
         query = select(Result).where(Result.owner_id == request.owner_id)
         if request.page.page_token:
             try:
-                stamp, row_id = _decode_cursor(request.page.page_token)
+                stamp, row_id = decode_cursor(request.page.page_token)
             except ValueError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             query = query.where(or_(Result.created_at < stamp, and_(Result.created_at == stamp, Result.id < row_id)))
@@ -217,7 +202,7 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
         rows = rows[:size]
         return reports_pb2.ListResultsResponse(
             results=[result_to_proto(r) for r in rows],
-            page=common_pb2.PageInfo(next_page_token=_encode_cursor(rows[-1]) if more else "", total=total),
+            page=common_pb2.PageInfo(next_page_token=encode_cursor(rows[-1].created_at, rows[-1].id) if more else "", total=total),
         )
 
     async def GetAnnotatedImage(self, request, context):
@@ -271,3 +256,8 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, detail)
         return reports_pb2.FileContent(content=row.file, content_type=row.content_type, filename=row.filename)
 
+    async def EraseOwner(self, request, context):
+        if not is_id(request.owner_id):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "owner_id must be an account id")
+        results, reports = await erase_owner(self.sessions, request.owner_id)
+        return reports_pb2.EraseOwnerResponse(results=results, reports=reports)

@@ -1,5 +1,7 @@
 """AuthService over real gRPC, on PostgreSQL and on SQLite."""
 import asyncio
+import base64
+import uuid
 from collections import Counter
 
 import grpc
@@ -308,6 +310,68 @@ async def test_delete_user(stub):
     user = await register(stub)
     await stub.DeleteUser(auth_pb2.GetUserRequest(user_id=user.id))
     await expect_code(grpc.StatusCode.NOT_FOUND, stub.GetUser(auth_pb2.GetUserRequest(user_id=user.id)))
+
+
+async def list_deleted(stub, page_token: str = "", page_size: int = 0) -> auth_pb2.ListDeletedAccountsResponse:
+    return await stub.ListDeletedAccounts(auth_pb2.ListDeletedAccountsRequest(page_token=page_token, page_size=page_size))
+
+
+async def newest_cursor(stub) -> str:
+    """The token after every tombstone so far (other tests delete accounts too)."""
+    token = ""
+    while True:
+        page = await list_deleted(stub, token, 1000)
+        token = page.next_page_token
+        if len(page.user_ids) < 1000:
+            return token
+
+
+async def test_deleted_accounts_are_listed_in_pages_and_live_ones_never(stub):
+    start = await newest_cursor(stub)
+    live = await register(stub)
+    gone = [await register(stub) for _ in range(5)]
+    for user in gone:
+        await stub.DeleteUser(auth_pb2.GetUserRequest(user_id=user.id))
+    # An unknown account, or one deleted twice, gets no tombstone: absence is never taken for deletion.
+    await expect_code(grpc.StatusCode.NOT_FOUND, stub.DeleteUser(auth_pb2.GetUserRequest(user_id=str(uuid.uuid4()))))
+    await expect_code(grpc.StatusCode.NOT_FOUND, stub.DeleteUser(auth_pb2.GetUserRequest(user_id=gone[0].id)))
+
+    listed, token, sizes = [], start, []
+    for _ in range(3):
+        page = await list_deleted(stub, token, 2)
+        listed += page.user_ids
+        sizes.append(len(page.user_ids))
+        token = page.next_page_token
+    assert listed == [user.id for user in gone] and sizes == [2, 2, 1]
+    # At the end the token stays where it is; kept, it gives only what is deleted later.
+    assert (await list_deleted(stub, token, 2)) == auth_pb2.ListDeletedAccountsResponse(next_page_token=token)
+    later = await register(stub)
+    await stub.DeleteUser(auth_pb2.GetUserRequest(user_id=later.id))
+    assert list((await list_deleted(stub, token)).user_ids) == [later.id]
+
+    everyone, token = [], ""
+    while True:
+        page = await list_deleted(stub, token, 3)
+        everyone += page.user_ids
+        token = page.next_page_token
+        if len(page.user_ids) < 3:
+            break
+    assert len(everyone) == len(set(everyone)) and {user.id for user in [*gone, later]} <= set(everyone)
+    assert live.id not in everyone
+    assert (await stub.GetUser(auth_pb2.GetUserRequest(user_id=live.id))).id == live.id
+
+
+async def test_fresh_tombstones_wait_to_settle_and_bad_pages_are_refused(stub, auth_service):
+    token = await newest_cursor(stub)
+    user = await register(stub)
+    await stub.DeleteUser(auth_pb2.GetUserRequest(user_id=user.id))
+    with changed_settings(auth_service.settings, deleted_accounts_settle_s=60):
+        assert (await list_deleted(stub, token)) == auth_pb2.ListDeletedAccountsResponse(next_page_token=token)
+    assert list((await list_deleted(stub, token)).user_ids) == [user.id]
+    forged = base64.urlsafe_b64encode(b"2026-01-01T00:00:00+00:00|x\x00").decode()
+    for bad in ("not a token!", forged):
+        await expect_code(grpc.StatusCode.INVALID_ARGUMENT, list_deleted(stub, bad))
+    await expect_code(grpc.StatusCode.INVALID_ARGUMENT, list_deleted(stub, "", 1001))
 
 
 async def test_verification_key_is_public_only(stub):

@@ -1,12 +1,16 @@
 """The caller's own account."""
+import logging
+
+import grpc
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import Field
 
-from fer.v1 import auth_pb2
-from services.gateway.deps import AccessClaims, AuthStub, ClientAddress, CurrentUser
+from fer.v1 import auth_pb2, reports_pb2
+from services.gateway.deps import AccessClaims, AuthStub, ClientAddress, CurrentUser, UpstreamsDep
 from services.gateway.openapi import errors
 from services.gateway.schemas import StrictBody, UserOut
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/users", tags=["users"])
 
 
@@ -46,6 +50,15 @@ async def update_me(
 
 
 @router.delete("/me", status_code=204, responses=errors(404))
-async def delete_me(user: CurrentUser, auth: AuthStub) -> Response:
+async def delete_me(user: CurrentUser, auth: AuthStub, upstreams: UpstreamsDep) -> Response:
+    """Deletes the caller's account. The account ends at once: its tokens and sessions stop working. Its
+    photos, results (with their annotated images) and reports are erased now, or within a minute if the
+    reports service is down at that moment; the answer is 204 either way."""
     await auth.DeleteUser(auth_pb2.GetUserRequest(user_id=user.id))
+    if upstreams.reports is not None:
+        try:
+            await upstreams.reports.EraseOwner(reports_pb2.EraseOwnerRequest(owner_id=user.id))
+        except grpc.aio.AioRpcError as exc:
+            # Auth keeps the account's tombstone: the reports service's eraser erases it on its next pass.
+            log.warning("account %s deleted; the reports service (%s) will erase its data on its next pass", user.id, exc.code().name)
     return Response(status_code=204)

@@ -23,6 +23,7 @@ def operations() -> dict[tuple[str, str], dict]:
     ("POST", f"{API}/auth/register", {400, 409, 413, 422, 429, 503}),
     ("POST", f"{API}/auth/token", {400, 401, 413, 422, 429, 503}),
     ("GET", f"{API}/users/me", {401, 503}),
+    ("DELETE", f"{API}/users/me", {401, 404, 503}),
     ("POST", f"{API}/predictions", {400, 401, 404, 413, 415, 422, 503}),
     ("GET", f"{API}/predictions/{{prediction_id}}/annotated.png", {401, 404, 503}),
     ("GET", f"{API}/reports/{{report_id}}", {401, 404, 503}),
@@ -38,6 +39,11 @@ def test_the_statuses_a_route_answers_are_declared(operations, method, path, sta
         assert responses[str(status)]["content"]["application/json"]["schema"]["$ref"].startswith("#/components/schemas/")
     if 422 in statuses:
         assert responses["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/HTTPValidationError"}
+
+
+def test_deleting_the_account_says_what_is_erased_and_when(operations):
+    description = operations[("DELETE", f"{API}/users/me")]["description"]
+    assert "photos, results (with their annotated images) and reports are erased now, or within a minute" in description
 
 
 def test_a_route_declares_only_what_it_can_answer(operations):

@@ -26,6 +26,9 @@ class Client:
     async def file(self, owner_id: str, report_id: str) -> reports_pb2.FileContent:
         return await self.stub.GetReportFile(reports_pb2.GetReportRequest(owner_id=owner_id, id=report_id))
 
+    async def erase(self, owner_id: str) -> reports_pb2.EraseOwnerResponse:
+        return await self.stub.EraseOwner(reports_pb2.EraseOwnerRequest(owner_id=owner_id))
+
     async def wait(self, owner_id: str, report_id: str, statuses=("done", "failed"), timeout_s: float = 30.0) -> reports_pb2.Report:
         deadline = time.monotonic() + timeout_s
         while True:
