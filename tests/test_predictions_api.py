@@ -259,32 +259,36 @@ async def stored_results(client, owner_id: str) -> int:
         return await session.scalar(select(func.count()).select_from(Result).where(Result.owner_id == owner_id))
 
 
-async def test_an_upload_for_an_account_deleted_meanwhile_is_neither_stored_nor_counted(predictions_gateway):
-    """The race of an upload with DELETE /users/me: the gateway has let the upload in, the account is gone
-    when the reports service counts it. Nothing is stored, and the caller hears that the account is gone."""
+async def refused_analysis(address: str, owner_id: str) -> grpc.aio.AioRpcError:
+    """AnalyzeImage called on the reports service directly, as the gateway does; the error it answers."""
     from fer.v1 import reports_pb2, reports_pb2_grpc
     from ferkit.grpc_client import open_channel
 
+    channel = open_channel(address, timeout_s=30)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await reports_pb2_grpc.ReportsServiceStub(channel).AnalyzeImage(
+                reports_pb2.AnalyzeImageRequest(owner_id=owner_id, image=encode(ASTRONAUT, "PNG"), filename="photo.png"))
+    finally:
+        await channel.close()
+    return caught.value
+
+
+async def test_an_upload_for_an_account_deleted_meanwhile_is_neither_stored_nor_counted(predictions_gateway):
+    """The race of an upload with DELETE /users/me: the gateway has let the upload in, the account is gone
+    when the reports service counts it. Nothing is stored, and the caller hears that the account is gone."""
     client = predictions_gateway
     user = await register_and_login(client)
     owner_id = user["user"]["id"]
     assert (await client.delete(f"{API}/users/me", headers=user["headers"])).status_code == 204
-    channel = open_channel(client.reports_settings.grpc_address, timeout_s=60)
-    try:
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await reports_pb2_grpc.ReportsServiceStub(channel).AnalyzeImage(
-                reports_pb2.AnalyzeImageRequest(owner_id=owner_id, image=encode(ASTRONAUT, "PNG"), filename="late.png"))
-    finally:
-        await channel.close()
-    assert caught.value.code() == grpc.StatusCode.NOT_FOUND, caught.value.details()
+    error = await refused_analysis(client.reports_settings.grpc_address, owner_id)
+    assert error.code() == grpc.StatusCode.NOT_FOUND, error.details()
     assert await stored_results(client, owner_id) == 0
 
 
 async def test_auth_down_when_counting_is_503_and_nothing_is_stored(predictions_gateway, inference_address):
     """A reports service whose auth service is unreachable: the photo is analysed, but it is not kept
     unless it is counted."""
-    from fer.v1 import reports_pb2, reports_pb2_grpc
-    from ferkit.grpc_client import open_channel
     from tests.fixtures.databases import free_port
     from tests.fixtures.reports import start_reports, stop_reports
 
@@ -294,15 +298,11 @@ async def test_auth_down_when_counting_is_503_and_nothing_is_stored(predictions_
     settings = client.reports_settings.model_copy(update={"grpc_port": free_port(), "auth_addr": f"127.0.0.1:{free_port()}",
                                                           "inference_addr": inference_address, "grpc_timeout_s": 3.0})
     service, servicer = await start_reports(settings)
-    channel = open_channel(settings.grpc_address, timeout_s=30)
     try:
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await reports_pb2_grpc.ReportsServiceStub(channel).AnalyzeImage(
-                reports_pb2.AnalyzeImageRequest(owner_id=owner_id, image=encode(ASTRONAUT, "PNG"), filename="uncounted.png"))
+        error = await refused_analysis(settings.grpc_address, owner_id)
     finally:
-        await channel.close()
         await stop_reports(service, servicer)
-    assert caught.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), caught.value.details()
+    assert error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), error.details()
     assert await stored_results(client, owner_id) == 0
     assert await state(client, user["headers"]) == (0, 0)
 
