@@ -21,6 +21,8 @@ def content_disposition(disposition: str, filename: str, default: str) -> str:
     plain ASCII. `default` stands in for an ASCII fallback with nothing left of its stem (e.g. `日本.jpg`)."""
     name = _CONTROL.sub("", filename)
     ascii_name = _NOT_QUOTABLE.sub("", unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii"))
+    # What joined the dropped characters to the rest ("фото-annotated.png" -> "annotated.png").
+    ascii_name = ascii_name.lstrip(" -_")
     stem = ascii_name.rsplit(".", 1)[0]
     fallback = ascii_name if any(c.isalnum() for c in stem) else default
     if not name or fallback == name:

@@ -10,7 +10,7 @@ from services.gateway.responses import content_disposition
     ("name", "fallback"),
     [
         ("photo.png", "photo.png"),
-        ("фото-annotated.png", "-annotated.png"),
+        ("фото-annotated.png", "annotated.png"),
         ("café.jpg", "cafe.jpg"),
         ("日本.jpg", "annotated.png"),  # nothing of the stem is ASCII: the default stands in
         ('say "cheese".png', "say cheese.png"),
