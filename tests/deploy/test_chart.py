@@ -19,8 +19,18 @@ VALUES_FILES = [None, *sorted(p.name for p in (CHART / "ci").glob("*.yaml"))]
 VALUES_IDS = ["default" if v is None else v for v in VALUES_FILES]
 
 
+# What every real install must give (values.schema.json): a StorageClass that provides ReadWriteMany.
+# The CI values files set it (or an existing claim) themselves.
+REQUIRED = ["--set", "modelRepository.storageClass=rwx-class"]
+
+
 def helm_args(values: str | None) -> list[str]:
-    return ["-f", str(CHART / "ci" / values)] if values else []
+    return ["-f", str(CHART / "ci" / values)] if values else REQUIRED
+
+
+def template(*args: str) -> list[str]:
+    """`helm template` with the required values and the given settings."""
+    return [tool("helm"), "template", "fer", str(CHART), "--namespace", "fer", *REQUIRED, *args]
 
 
 @functools.lru_cache(maxsize=None)
@@ -103,20 +113,20 @@ def test_plain_manifests_are_in_step_with_the_chart() -> None:
     ("gateway.trustedProxies={ingress-nginx}", "trustedProxies"),
 ])
 def test_schema_rejects_bad_values(setting: str, message: str) -> None:
-    proc = run([tool("helm"), "template", "fer", str(CHART), "--set", setting])
+    proc = run(template("--set", setting))
     assert proc.returncode != 0, f"--set {setting} was accepted"
     assert message in proc.stderr
 
 
 def test_external_services_without_urls_fail_with_a_clear_message() -> None:
-    proc = run([tool("helm"), "template", "fer", str(CHART), "--set", "rabbitmq.enabled=false"])
+    proc = run(template("--set", "rabbitmq.enabled=false"))
     assert proc.returncode != 0 and "amqp.url (or amqp.existingSecret) is required" in proc.stderr
-    proc = run([tool("helm"), "template", "fer", str(CHART), "--set", "postgresql.auth.enabled=false"])
+    proc = run(template("--set", "postgresql.auth.enabled=false"))
     assert proc.returncode != 0 and "auth.database.url" in proc.stderr
 
 
 def test_an_ingress_needs_the_proxies_whose_forwarded_header_is_believed() -> None:
-    proc = run([tool("helm"), "template", "fer", str(CHART), "--set", "gateway.ingress.enabled=true"])
+    proc = run(template("--set", "gateway.ingress.enabled=true"))
     assert proc.returncode != 0 and "gateway.trustedProxies is required" in proc.stderr
     for values, expected in ((None, ""), ("monitoring-ingress.yaml", "10.244.0.0/16")):
         gateway = by_kind(render(values), "Deployment")["fer-fer-platform-gateway"]
@@ -306,6 +316,8 @@ def test_inference_may_create_jobs_and_its_env_builds_a_valid_job(monkeypatch: p
     job = build_job(TrainingJobSpec(job_id="from-chart", dataset="fer2013/fer2013.csv.gz", recipe="r", gpus=2), cfg)
     kubernetes_validate.validate(job, K8S_VERSION, strict=True)
     assert job["spec"]["template"]["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    # Pod Security "restricted" admits it.
+    assert job["spec"]["template"]["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     # The rabbitmq NetworkPolicy admits training pods by these labels.
     labels = job["spec"]["template"]["metadata"]["labels"]
     assert labels["app.kubernetes.io/instance"] == "fer" and labels["app.kubernetes.io/component"] == "training"
@@ -374,8 +386,7 @@ def test_triton_config_follows_the_values_and_serves_the_shipped_model() -> None
 
     settings = ["triton.gpu.enabled=false", "triton.model.instanceCount=3",
                 "triton.model.dynamicBatching.maxQueueDelayMicroseconds=250"]
-    tuned_docs = [d for d in yaml.safe_load_all(check([tool("helm"), "template", "fer", str(CHART), "--namespace", "fer",
-                                                       "--set", ",".join(settings)])) if d]
+    tuned_docs = [d for d in yaml.safe_load_all(check(template("--set", ",".join(settings)))) if d]
     tuned = triton_model_config(tuned_docs)
     assert (instance_kind(tuned), tuned.instance_group[0].count) == ("KIND_CPU", 3)
     assert tuned.dynamic_batching.max_queue_delay_microseconds == 250
@@ -389,7 +400,7 @@ def test_triton_config_follows_the_values_and_serves_the_shipped_model() -> None
     "training.enabled=false", "networkPolicy.enabled=false", "auth.migrate=false,reports.migrate=false",
 ])
 def test_each_component_can_be_switched_off(settings: str) -> None:
-    text = check([tool("helm"), "template", "fer", str(CHART), "--namespace", "fer", "--set", settings])
+    text = check(template("--set", settings))
     kubernetes_validate(text, f"helm template --set {settings}")
     docs = [d for d in yaml.safe_load_all(text) if d]
     if settings.startswith(("inference", "reports")):
@@ -398,3 +409,65 @@ def test_each_component_can_be_switched_off(settings: str) -> None:
         gateway = by_kind(docs, "Deployment")["fer-fer-platform-gateway"]
         env = {e["name"]: e.get("value") for e in containers(gateway)[0]["env"]}
         assert env[f"GATEWAY_{off.upper()}_ADDR"] == ""  # the gateway answers 503 for its routes
+
+
+# ---------------------------------------------------------------- a first install on a real cluster
+
+
+def test_a_shared_model_repository_needs_a_class_that_can_share() -> None:
+    # The cluster's default class is usually block storage: a ReadWriteMany claim on it stays Pending.
+    proc = run([tool("helm"), "template", "fer", str(CHART)])
+    assert proc.returncode != 0 and "modelRepository.storageClass" in proc.stderr
+    for enough in ("modelRepository.existingClaim=fer-models", "modelRepository.accessModes={ReadWriteOnce}"):
+        check([tool("helm"), "template", "fer", str(CHART), "--set", enough])
+    for values, expected in ((None, "rwx-class"), ("monitoring-ingress.yaml", "nfs-client")):
+        claims = by_kind(render(values), "PersistentVolumeClaim")
+        assert {c["spec"].get("storageClassName") for c in claims.values()} == {expected}, values
+        assert {component(c) for c in claims.values()} == {"model-repository", "datasets"}
+    assert not by_kind(render("external-services.yaml"), "PersistentVolumeClaim")  # both claims brought
+
+
+def test_training_pods_pull_with_the_release_pull_secrets() -> None:
+    # Job pods run as the training ServiceAccount and inherit its imagePullSecrets.
+    account = by_kind(render("external-services.yaml"), "ServiceAccount")["fer-fer-platform-training"]
+    assert account["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert "imagePullSecrets" not in by_kind(render(None), "ServiceAccount")["fer-fer-platform-training"]
+
+
+def _size_bytes(size: str) -> int:
+    """An nginx size (12m, 512k, 1g) in bytes."""
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+
+
+def test_ingress_admits_the_upload_limit_and_refuses_metrics() -> None:
+    from ferkit.limits import UPLOAD_MAX_BYTES
+
+    ingresses = by_kind(render("monitoring-ingress.yaml"), "Ingress")
+    main, deny = ingresses["fer-fer-platform-gateway"], ingresses["fer-fer-platform-gateway-metrics-deny"]
+    # ingress-nginx's default 1m would answer 413 to photos the gateway accepts; the envelope needs room.
+    body = _size_bytes(main["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"])
+    assert UPLOAD_MAX_BYTES + 64 * 1024 <= body <= 2 * UPLOAD_MAX_BYTES
+    assert main["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert [p["path"] for p in main["spec"]["rules"][0]["http"]["paths"]] == ["/"]
+    # /metrics answers 403 through the ingress (the longer prefix wins), Prometheus scrapes the pods.
+    assert deny["metadata"]["annotations"] == {"nginx.ingress.kubernetes.io/denylist-source-range": "0.0.0.0/0,::/0"}
+    (rule,) = deny["spec"]["rules"]
+    assert rule["host"] == main["spec"]["rules"][0]["host"] and deny["spec"]["ingressClassName"] == "nginx"
+    assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == [("/metrics", "Prefix")]
+
+    own = check(template("--set", "gateway.ingress.enabled=true", "--set", "gateway.trustedProxies={10.0.0.0/8}",
+                         "--set-string", r"gateway.ingress.annotations.nginx\.ingress\.kubernetes\.io/proxy-body-size=50m"))
+    ingress = by_kind([d for d in yaml.safe_load_all(own) if d], "Ingress")["fer-fer-platform-gateway"]
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "50m"
+
+
+@pytest.mark.parametrize("values", VALUES_FILES, ids=VALUES_IDS)
+def test_credentials_outlive_an_uninstall_like_the_volumes(values: str | None) -> None:
+    # The databases' and broker's volumes are kept: a reinstall must find the passwords they hold.
+    docs = render(values)
+    for kind in ("Secret", "PersistentVolumeClaim"):
+        for name, doc in by_kind(docs, kind).items():
+            assert doc["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep", name
+    if values == "monitoring-ingress.yaml":
+        assert {"fer-fer-platform-admin", "fer-fer-platform-auth-db", "fer-fer-platform-amqp"} <= set(by_kind(docs, "Secret"))

@@ -181,3 +181,27 @@ prometheus.io/path: /metrics
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
+
+{{/* An Ingress spec routing one path prefix of the gateway's host. Call with (dict "root" $ "path" "/"). */}}
+{{- define "fer.gatewayIngressSpec" -}}
+{{- $ing := .root.Values.gateway.ingress -}}
+{{- with $ing.className }}
+ingressClassName: {{ . }}
+{{- end }}
+{{- if $ing.tlsSecretName }}
+tls:
+  - hosts: [{{ $ing.host | quote }}]
+    secretName: {{ $ing.tlsSecretName }}
+{{- end }}
+rules:
+  - host: {{ $ing.host | quote }}
+    http:
+      paths:
+        - path: {{ .path }}
+          pathType: Prefix
+          backend:
+            service:
+              name: {{ include "fer.fullname" .root }}-gateway
+              port:
+                name: http
+{{- end -}}

@@ -65,7 +65,9 @@ def build_job(spec: TrainingJobSpec, cfg: TrainingSettings) -> dict[str, Any]:
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
+        # RuntimeDefault seccomp: admitted where Pod Security "restricted" is enforced.
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
         "volumes": [
             {"name": "dataset", "persistentVolumeClaim": {"claimName": cfg.dataset_pvc, "readOnly": True}},
             {"name": "model-repository", "persistentVolumeClaim": {"claimName": cfg.model_repository_pvc}},

@@ -109,6 +109,15 @@ def test_job_body_carries_volumes_limits_and_lifecycle() -> None:
     assert lines[3] == "python -m services.inference.training.announce --repo /models --name fer_resnet18"
 
 
+def test_job_pod_meets_pod_security_restricted() -> None:
+    body = build_job(TrainingJobSpec(job_id="ps", dataset="d.csv", recipe="smoke.yaml", gpus=1), GPU_CFG)
+    pod = body["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    ctx = _container(body)["securityContext"]
+    assert ctx["allowPrivilegeEscalation"] is False and ctx["capabilities"]["drop"] == ["ALL"]
+
+
 def test_minimal_config_without_optional_parts_is_valid() -> None:
     body = build_job(TrainingJobSpec(job_id="x", dataset="d.csv", recipe="smoke.yaml", gpus=0), TrainingSettings())
     validate_strict(body)
