@@ -1,15 +1,20 @@
 """SQLAlchemy 2 async engines and Alembic migrations, the same way for every service that owns data."""
 import asyncio
+import logging
+import time
 import uuid
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from sqlalchemy import event
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -81,6 +86,21 @@ def upgrade(migrations_dir: Path, url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(migrations_dir, url), revision)
 
 
+async def _connect_when_up(engine: AsyncEngine, wait_s: float = 60.0):
+    """A connection, retried while the database is still starting (a pod may start before it)."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.5
+    while True:
+        try:
+            return await engine.connect()
+        except (OSError, exc.OperationalError, exc.InterfaceError) as error:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("the database is not reachable yet (%s); retrying in %.1f s", error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def run_env(target_metadata, version_table: str) -> None:
     """Body of every service's migrations/env.py: run Alembic over the async engine of the configured URL.
 
@@ -95,13 +115,22 @@ def run_env(target_metadata, version_table: str) -> None:
             connection=connection, target_metadata=target_metadata, render_as_batch=True, version_table=version_table
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Every replica's init container migrates at start: they queue here, one applies each
+                # revision and the next finds it done (the lock ends with the transaction).
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(version_table.encode())})
             context.run_migrations()
 
     async def run() -> None:
         engine = create_async_engine(url, poolclass=NullPool)
-        async with engine.connect() as connection:
-            await connection.run_sync(migrate)
-        await engine.dispose()
+        try:
+            connection = await _connect_when_up(engine)
+            try:
+                await connection.run_sync(migrate)
+            finally:
+                await connection.close()
+        finally:
+            await engine.dispose()
 
     if context.is_offline_mode():
         context.configure(url=url, target_metadata=target_metadata, literal_binds=True, version_table=version_table)
