@@ -39,20 +39,17 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def annotate(rgb: np.ndarray, marks: list[Mark], max_side: int = 2048) -> bytes:
-    """PNG bytes of the image (scaled to at most max_side) with boxes and "label 87%" tags ("label? 41%"
-    for an uncertain face)."""
+def annotate(rgb: np.ndarray, marks: list[Mark]) -> bytes:
+    """PNG bytes of the image with boxes (in its pixels) and "label 87%" tags ("label? 41%" for an
+    uncertain face)."""
     image = Image.fromarray(rgb)
-    scale = min(1.0, max_side / max(image.size))
-    if scale < 1.0:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
     draw = ImageDraw.Draw(image)
     # Line and text size follow the image, so tags stay legible on a thumbnail and on a 12 MP photo.
     short = min(image.size)
     line = max(2, round(short / 250))
     font = _font(max(12, round(short / 32)))
     for mark in marks:
-        x, y, w, h = (v * scale for v in mark.box)
+        x, y, w, h = mark.box
         colour = COLOURS.get(mark.label, DEFAULT_COLOUR)
         draw.rectangle([x, y, x + w, y + h], outline=colour, width=line)
         text = f"{mark.label}{'?' if mark.uncertain else ''} {mark.score:.0%}"
@@ -80,4 +77,4 @@ def result_png(row, max_side: int) -> bytes:
         Mark(tuple(round(v * decoded.scale) for v in face["box"]), face["label"], max(face["scores"]), face.get("uncertain", False))
         for face in row.faces
     ]
-    return annotate(decoded.rgb, marks, max_side)
+    return annotate(decoded.rgb, marks)

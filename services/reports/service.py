@@ -110,15 +110,19 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
     async def _result_or_abort(self, session, owner_id: str, result_id: str, context, *options) -> Result:
         return await self._owned_or_abort(session, Result, owner_id, result_id, context, *options)
 
-    def _new_result(self, owner_id: str, notes: str, filename: str, original: bytes, content_type: str, prediction) -> Result:
-        """The row for one analysed photo; `prediction` is a PredictImageResponse or a SaveResultRequest
-        (both carry model, faces, timings, image size and message). Raises ValueError on bad input."""
+    def _check_input(self, owner_id: str, notes: str, filename: str) -> None:
+        """What the caller sends besides the photo; raises ValueError with the reason."""
         if not owner_id:
             raise ValueError("owner_id is required")
         if len(notes) > self.settings.max_notes_chars:
             raise ValueError(f"notes must have at most {self.settings.max_notes_chars} characters")
         if "\x00" in notes or "\x00" in filename:
             raise ValueError("notes and the file name must not contain NUL characters")
+
+    def _new_result(self, owner_id: str, notes: str, filename: str, original: bytes, content_type: str, prediction) -> Result:
+        """The row for one analysed photo; `prediction` is a PredictImageResponse or a SaveResultRequest
+        (both carry model, faces, timings, image size and message). Raises ValueError on bad input."""
+        self._check_input(owner_id, notes, filename)
         classes = list(prediction.model.classes) or list(CLASSES)
         t = prediction.timings
         return Result(
@@ -159,10 +163,11 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
     async def AnalyzeImage(self, request, context):
         if self.inference is None or self.auth is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "this deployment has no inference or auth service to analyse with")
-        if not request.owner_id or len(request.notes) > self.settings.max_notes_chars:
+        try:
             # Checked before the photo is analysed: a refused request costs no inference.
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"owner_id is required and notes may have at most "
-                                f"{self.settings.max_notes_chars} characters")
+            self._check_input(request.owner_id, request.notes, request.filename)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
             prediction = await self.inference.PredictImage(inference_pb2.PredictImageRequest(image=request.image, mode=request.mode))
             row = self._new_result(request.owner_id, request.notes, request.filename, request.image, request.content_type, prediction)

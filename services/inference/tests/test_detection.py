@@ -1,21 +1,14 @@
 """Face detection on a real photo (scikit-image's astronaut), with RetinaFace and with the Haar fallback,
-in worker processes; boxes come back in the coordinates of the photo, also when it was scaled down."""
+in worker processes; boxes come back in the coordinates of the image they were given."""
 import numpy as np
 import pytest
 from skimage import data as skdata
 
 from services.inference.detection import FaceDetector
+from services.inference.tests.helpers import iou
 
 # Where the astronaut's face is in the 512x512 photo (x, y, w, h), by eye.
 FACE = (175, 50, 100, 130)
-
-
-def overlap(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0, min(ay + ah, by + bh) - max(ay, by))
-    return w * h / float(aw * ah + bw * bh - w * h)
 
 
 @pytest.mark.parametrize("kind", ["retinaface", "haar"])
@@ -27,7 +20,7 @@ async def test_finds_the_astronauts_face(kind):
         photo = skdata.astronaut()
         faces = await detector.detect(photo)
         assert len(faces) == 1, faces
-        assert overlap(faces[0].box, FACE) > 0.4, faces[0]
+        assert iou(faces[0].box, FACE) > 0.4, faces[0]
         landmarks = faces[0].landmarks
         if kind == "retinaface":
             # Five points in the photo's pixels, inside the box: the eyes (image-left first) above the

@@ -16,13 +16,8 @@ from skimage import data as skdata
 
 from fer.v1 import common_pb2, inference_pb2
 from ferkit.vision import CLASSES, InputSpec, ModelMetadata, align_and_crop, normalise, resize_grey, softmax, to_grey, whole_face
+from services.inference.tests.helpers import iou
 from tests.fixtures.triton import MODEL_NAME, export_random_resnet18
-
-
-def iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
-    w = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    h = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return w * h / float(a[2] * a[3] + b[2] * b[3] - w * h)
 
 
 def png(array: np.ndarray) -> bytes:
