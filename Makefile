@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 export PYTHONPATH := $(CURDIR):$(CURDIR)/gen
 
-.PHONY: help venv install tools proto migrate dev test bench bench-reports bench-triton bench-predict clean deploy-tools deploy-check k8s
+.PHONY: help venv install tools proto migrate dev test bench bench-reports bench-triton bench-predict bench-media clean deploy-tools deploy-check k8s
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -61,6 +61,9 @@ bench-triton: proto ## raw TorchScript forward vs Triton with/without dynamic ba
 
 bench-predict: proto ## POST /predictions end to end on ../shared/data/photos at concurrency 1 and 16 (starts the platform)
 	$(PY) -m bench.predict_bench --json var/bench/predict.json
+
+bench-media: proto ## a video analysed (frames/s, x real time, Triton's average batch), live camera frames/s and p50/p99 at 1 and 4 clients, batch photos/s (starts the platform)
+	$(PY) -m bench.media_bench --json var/bench/media.json
 
 FER2013 ?= ../shared/data/fer2013/fer2013.csv.gz
 MODEL   ?= models/fer_resnet18/2

@@ -110,6 +110,8 @@ def platform(var: Path, ports: Ports) -> tuple[list[list[str]], list[Process], d
         # The promoted version is local state, kept out of the committed model repository.
         "INFERENCE_STATE_DIR": str(var / "inference"),
         "INFERENCE_LOG_FILE": str(logs / "inference.log"),
+        # The training jobs' records.
+        "INFERENCE_DATABASE_URL": f"sqlite+aiosqlite:///{var / 'inference.db'}",
         "REPORTS_DATABASE_URL": f"sqlite+aiosqlite:///{var / 'reports.db'}",
         "REPORTS_GRPC_PORT": str(ports.reports),
         "REPORTS_METRICS_PORT": str(ports.reports_metrics),
@@ -121,6 +123,7 @@ def platform(var: Path, ports: Ports) -> tuple[list[list[str]], list[Process], d
     setup = [
         [PYTHON, "-m", "services.auth.cli", "migrate"],
         [PYTHON, "-m", "services.reports.cli", "migrate"],
+        [PYTHON, "-m", "services.inference.cli", "migrate"],
     ]
     processes = [
         Process("auth", [PYTHON, "-m", "services.auth.server"]),

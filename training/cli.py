@@ -16,8 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+
+from training.progress import error_line
 
 log = logging.getLogger("training")
 
@@ -85,6 +88,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate, load_model, markdown_report, save_confusion
 
     loaded = load_model(args.model)
+    # Default: the dataset the model was trained on, as its recipe names it (a training job's own data).
+    trained_on = (loaded.recipe.get("data") or {}) if args.data is None else {}
+    args.data = args.data or trained_on.get("path") or DEFAULT_FER2013
+    args.format = args.format or trained_on.get("format") or "fer2013_csv"
+    args.extra_path = args.extra_path if args.extra_path is not None else trained_on.get("extra_path", "")
     splits = _data_splits(args.data, args.cache_dir, args.format, args.extra_path, loaded.recipe)
     if not args.splits:  # the held-out test split: FER2013's PrivateTest, else the drawn "test"
         test_name = ((loaded.recipe.get("data") or {}).get("test_split")) or "PrivateTest"
@@ -279,9 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="metrics, confusion matrix and report on a dataset's held-out splits")
     e.add_argument("model", help="checkpoint (.pt), version dir (models/x/1) or model dir (latest version)")
     data_args(e)
-    e.add_argument("--format", default="fer2013_csv", help="layout of --data, any data.format of a recipe "
-                   "(docs/training.md): its held-out test split is drawn as training drew it")
-    e.add_argument("--extra-path", default="", help="second path of the format (FER+ votes, AffectNet images, ...)")
+    e.set_defaults(data=None)  # the model's own dataset (its recipe's data section), else FER2013
+    e.add_argument("--format", help="layout of --data, any data.format of a recipe (docs/training.md): its "
+                   "held-out test split is drawn as training drew it (default: the recipe's, else fer2013_csv)")
+    e.add_argument("--extra-path", help="second path of the format (FER+ votes, AffectNet images, ...); "
+                   "default: the recipe's")
     e.add_argument("--splits", nargs="+", help="splits to evaluate on: FER2013 Usage values, else train/val/test "
                    "as training drew them (default: the held-out test split, PrivateTest on FER2013)")
     e.add_argument("--tta", nargs="+", default=["none"], choices=["none", "flip", "tencrop"],
@@ -375,6 +385,17 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return errors + ((export.ExportError,) if export else ())
 
 
+def _leave_error(command: str, exc: BaseException) -> None:
+    """Where TRAINING_ERROR_FILE names a file (a Kubernetes Job sets the container's termination
+    message, /dev/termination-log), the cause goes there too: the pod's status then says it."""
+    path = os.environ.get("TRAINING_ERROR_FILE")
+    if path:
+        try:
+            Path(path).write_text(error_line(f"{command}: {exc}") + "\n", encoding="utf-8")
+        except OSError:
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
@@ -384,5 +405,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - sorted below: only the expected kinds are caught
         if not isinstance(exc, _expected_errors()):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)  # one line, whatever the message holds
+        _leave_error(args.command, exc)
         return 2

@@ -1,13 +1,26 @@
-"""One YAML file per recipe, read into typed dataclasses (unknown keys are errors, not silently ignored)."""
+"""One YAML file per recipe, read into typed dataclasses (unknown keys are errors, not silently ignored),
+and the recipe fields a training job may override, with the values each accepts (TUNABLE).
+
+Standard library only at import (yaml is imported where a file is read or written): the inference
+service checks a job's overrides with this module and carries no training dependencies."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+# ResNet18 stems for 48x48 (feature map entering layer1 / cost relative to "standard"):
+#   standard: 7x7/2 conv + 3x3/2 max-pool  -> 12x12, 1x (the measured CPU choice)
+#   s1pool:   3x3/1 conv + 3x3/2 max-pool  -> 24x24, ~3x
+#   s1:       3x3/1 conv, no pool          -> 48x48, ~11x (the published 72-74% recipes)
+RESNET_STEMS = ("standard", "s1pool", "s1")
+OPTIMIZERS = ("sgd", "adamw")  # sgd is Nesterov SGD
+CLASS_BALANCE = ("none", "weights", "sampler")
 
 
 @dataclass
@@ -109,6 +122,12 @@ def _build(cls: type, data: dict[str, Any] | None, where: str) -> Any:
             kwargs[name] = tuple(value)
         elif isinstance(default, str) and not isinstance(value, str):
             kwargs[name] = value.isoformat() if hasattr(value, "isoformat") else str(value)
+        elif isinstance(default, float) and isinstance(value, str):
+            # YAML 1.1 reads `1e-4` (no dot) as a string: `--set optim.lr=1e-4` means the number.
+            try:
+                kwargs[name] = float(value)
+            except ValueError:
+                raise ValueError(f"{where + '.' if where else ''}{name}: {value!r} is not a number") from None
         else:
             kwargs[name] = value
     return cls(**kwargs)
@@ -120,6 +139,8 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
     """Read a recipe; `overrides` are "a.b=value" strings (value parsed as YAML)."""
+    import yaml
+
     path = Path(path)
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
@@ -137,6 +158,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
+    import yaml
+
     def plain(obj: Any) -> Any:
         if isinstance(obj, dict):
             return {k: plain(v) for k, v in obj.items()}
@@ -145,3 +168,107 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
         return obj
 
     Path(path).write_text(yaml.safe_dump(plain(config.to_dict()), sort_keys=False), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Tunable:
+    """What a training job may set a recipe field to: `kind`, and a closed range or a list of choices."""
+
+    kind: type  # int, float, str or bool
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    above_low: bool = False  # `low` itself is refused (a learning rate of 0 trains nothing)
+
+    def describe(self) -> str:
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        if self.kind is bool:
+            return "true or false"
+        low = f"> {self.low:g}" if self.above_low else f">= {self.low:g}"
+        return f"{'an integer' if self.kind is int else 'a number'} {low} and <= {self.high:g}"
+
+
+# The fields a job's `overrides` may set (dotted as in `--set`), each with what it accepts. Everything
+# else (data paths, output dirs, the architecture) is the recipe's or the platform's to decide.
+TUNABLE: dict[str, Tunable] = {
+    "epochs": Tunable(int, 1, 1000),
+    "batch_size": Tunable(int, 1, 4096),
+    "eval_batch_size": Tunable(int, 1, 8192),
+    "max_steps_per_epoch": Tunable(int, 0, 1_000_000),
+    "label_smoothing": Tunable(float, 0.0, 0.5),
+    "class_balance": Tunable(str, choices=CLASS_BALANCE),
+    "ema_decay": Tunable(float, 0.0, 0.99999),
+    "seed": Tunable(int, 0, 2**31 - 1),
+    "num_threads": Tunable(int, 0, 256),
+    "optim.name": Tunable(str, choices=OPTIMIZERS),
+    "optim.lr": Tunable(float, 0.0, 10.0, above_low=True),
+    "optim.momentum": Tunable(float, 0.0, 0.999),
+    "optim.weight_decay": Tunable(float, 0.0, 0.1),
+    "optim.warmup_epochs": Tunable(float, 0.0, 100.0),
+    "model.stem": Tunable(str, choices=RESNET_STEMS),
+    "model.dropout": Tunable(float, 0.0, 0.9),
+    "augment.flip": Tunable(bool),
+    "augment.rotate_deg": Tunable(float, 0.0, 45.0),
+    "augment.erasing_p": Tunable(float, 0.0, 1.0),
+    "augment.mixup_alpha": Tunable(float, 0.0, 10.0),
+    "augment.cutmix_alpha": Tunable(float, 0.0, 10.0),
+    "data.limit": Tunable(int, 0, 100_000_000),
+}
+
+
+class OverrideError(ValueError):
+    """An override no job may run with; `key` names it."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"override {key}: {problem}")
+        self.key = key
+
+
+def check_override(key: str, value: Any) -> Any:
+    """`value` as the recipe field `key` takes it (an int where a float is asked becomes a float), or
+    OverrideError naming the key: not tunable, wrong type, or out of range."""
+    tunable = TUNABLE.get(key)
+    if tunable is None:
+        raise OverrideError(key, f"not a tunable recipe field; tunable: {', '.join(TUNABLE)}")
+    kind = tunable.kind
+    # bool is an int in Python, never in a recipe.
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    else:
+        ok = isinstance(value, kind) and not isinstance(value, bool)
+    if not ok:
+        raise OverrideError(key, f"must be {tunable.describe()}, not {json.dumps(value)[:40]}")
+    if kind is float:
+        value = float(value)
+    if tunable.choices and value not in tunable.choices:
+        raise OverrideError(key, f"must be {tunable.describe()}, not {value[:40]!r}")
+    if tunable.low is not None and (value < tunable.low or (tunable.above_low and value == tunable.low)):
+        raise OverrideError(key, f"must be {tunable.describe()}, not {value:g}")
+    if tunable.high is not None and value > tunable.high:
+        raise OverrideError(key, f"must be {tunable.describe()}, not {value:g}")
+    return value
+
+
+def check_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: check_override(key, value) for key, value in overrides.items()}
+
+
+def override_arg(key: str, value: Any) -> str:
+    """A checked override as `--set` takes it: "key=value", the value written so that YAML reads back
+    exactly it (floats always with a dot and a signed exponent, strings quoted)."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
+        text = repr(value)
+        mantissa, _, exponent = text.partition("e")
+        if "." not in mantissa:
+            mantissa += ".0"
+        text = mantissa + (f"e{exponent if exponent[0] in '+-' else '+' + exponent}" if exponent else "")
+    elif isinstance(value, int):
+        text = str(value)
+    else:
+        text = json.dumps(str(value))
+    return f"{key}={text}"

@@ -17,12 +17,13 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ferkit.vision import InputSpec
 from training.augment import BatchAugment, mix_batch
-from training.config import TrainConfig, save_config
+from training.config import CLASS_BALANCE, OPTIMIZERS, TrainConfig, save_config
 from training.data import Splits, load_splits
 from training.models import LandmarkNet, architecture_name, build_model
 from training.predict import predict_logits
+from training.progress import progress_line, progress_of, write_progress
 from training.utils import (
-    append_history, class_weights, cpu_has_bf16, git_revision, init_distributed, parse_deadline, plot_history,
+    HISTORY_CSV, append_history, class_weights, cpu_has_bf16, git_revision, init_distributed, parse_deadline, plot_history,
     read_checkpoint, read_history, resolve_device, save_checkpoint, seed_everything,
 )
 
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_LAST = "last.pt"
 CHECKPOINT_BEST = "best.pt"
-HISTORY_CSV = "history.csv"
 HISTORY_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_s",
                   "augment_s", "compute_s", "images_per_s")
 
@@ -63,7 +63,7 @@ def make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
-    raise ValueError(f"unknown optimizer {cfg.name!r}; choose sgd or adamw")
+    raise ValueError(f"unknown optimizer {cfg.name!r}; choose one of {OPTIMIZERS}")
 
 
 class Trainer:
@@ -138,8 +138,8 @@ class Trainer:
         if cfg.class_balance == "sampler":
             per_class = class_weights(counts).numpy()
             self.sample_weights = torch.from_numpy(per_class[tr.labels]).double()
-        elif cfg.class_balance not in ("none", "weights"):
-            raise ValueError(f"class_balance must be none, weights or sampler, got {cfg.class_balance!r}")
+        elif cfg.class_balance not in CLASS_BALANCE:
+            raise ValueError(f"class_balance must be one of {CLASS_BALANCE}, got {cfg.class_balance!r}")
         self.augment = BatchAugment(cfg.augment, self.spec, self.gen)
         self.use_amp = cfg.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
@@ -337,6 +337,12 @@ class Trainer:
                      self.deadline.isoformat(), planned, self.planned_epochs, max(self.epoch_times[-3:]))
             self.planned_epochs = planned
 
+    def _report_progress(self, hist_path: Path) -> None:
+        """progress.json and its log line (training/progress.py): what a job's follower reads."""
+        progress = progress_of(read_history(hist_path), self.planned_epochs)
+        write_progress(self.out, progress)
+        log.info("%s", progress_line(progress))
+
     def fit(self, stop_after: int | None = None) -> dict[str, Any]:
         """Train up to the planned epoch count; `stop_after` ends this call after that many epochs
         (to continue later with --resume, e.g. within a time-limited lease)."""
@@ -346,6 +352,7 @@ class Trainer:
             save_config(cfg, self.out / "config.yaml")
             if self.epoch == 0 and hist_path.exists():
                 hist_path.unlink()
+            self._report_progress(hist_path)
         log.info("training %s on %d images (%d steps/epoch x %d epochs), validating on %d, device %s, world %d, "
                  "bf16 %s, channels_last %s", self.arch_name, len(self.train_x), self.steps_per_epoch, cfg.epochs,
                  len(self.val_x), self.device, self.dist.world, self.use_bf16, self.channels_last)
@@ -370,6 +377,7 @@ class Trainer:
                 if improved:
                     save_checkpoint(ck, self.out / CHECKPOINT_BEST)
                 plot_history(read_history(hist_path), self.out / "training_curve.png", self.arch_name)
+                self._report_progress(hist_path)
                 lm_text = "" if self.train_lm is None else f"  landmark loss {stats['train_landmark_loss']:.4f}"
                 log.info("epoch %d/%d  lr %.4f  train loss %.4f acc %.4f%s  val loss %.4f acc %.4f%s  "
                          "%.0fs (augment %.1fs, %.0f img/s)", self.epoch, self.planned_epochs, lr, stats["train_loss"],

@@ -16,7 +16,7 @@ from training.config import config_from_dict
 from training.model_card import model_card
 from training.models import build_model
 from training.predict import flip_averaged_logits
-from training.utils import read_checkpoint
+from training.utils import HISTORY_CSV, read_checkpoint, read_history
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,13 @@ def to_torchscript(model: torch.nn.Module, spec: InputSpec, check_batch: int = 5
     return scripted
 
 
+def epochs_trained(checkpoint: str | Path, ck: dict[str, Any]) -> int | None:
+    """How many epochs the run behind `checkpoint` ran: the last epoch of the history.csv beside it
+    (best.pt is saved at the best epoch, which is usually not the last), else the checkpoint's own."""
+    rows = read_history(Path(checkpoint).parent / HISTORY_CSV)
+    return int(max(r["epoch"] for r in rows)) if rows else ck.get("epoch")
+
+
 def export_version(
     checkpoint: str | Path,
     repo_root: str | Path = "models",
@@ -131,7 +138,7 @@ def export_version(
             tta=tta,
             temperature=calibration.get("temperature", 1.0),
             uncertain_below=calibration.get("uncertain_below", 0.0),
-            extra={"best_epoch": ck.get("best_epoch"), "epochs_trained": ck.get("epoch"),
+            extra={"best_epoch": ck.get("best_epoch"), "epochs_trained": epochs_trained(checkpoint, ck),
                    "validation_accuracy": ck.get("best_acc"), **(extra or {})},
         )
         meta.save(tmp / modelrepo.METADATA_FILENAME)

@@ -4,6 +4,7 @@ version's metadata, so every version has one and its figures are the measured on
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ferkit.vision import ModelMetadata
@@ -33,8 +34,12 @@ def _pct(value: float | None) -> str:
 def model_card(meta: ModelMetadata, single_pass: str = "PrivateTest", served: str | None = None) -> str:
     """Markdown card. `single_pass` and `served` name entries of meta.metrics (evaluate's labels)."""
     metrics: dict[str, Any] = meta.metrics
-    served = served or (f"{single_pass} + flip TTA" if meta.tta == "flip" else single_pass)
     cfg = meta.training_config
+    data = cfg.get("data", {})
+    fer2013 = data.get("format", "fer2013_csv") in ("fer2013_csv", "ferplus")
+    if single_pass not in metrics:  # a dataset without PrivateTest: its held-out split (evaluate's "test")
+        single_pass = next((label for label, m in metrics.items() if isinstance(m, dict) and "accuracy" in m), single_pass)
+    served = served or (f"{single_pass} + flip TTA" if meta.tta == "flip" else single_pass)
     lines = [f"# Model card: {meta.name} version {meta.version}", "",
              f"- architecture: {meta.architecture}, input {meta.input.size[0]}x{meta.input.size[1]} grey, "
              f"{len(meta.classes)} classes ({', '.join(meta.classes)})",
@@ -45,9 +50,12 @@ def model_card(meta: ModelMetadata, single_pass: str = "PrivateTest", served: st
              f"git {meta.git_revision}; data sha256 {meta.data_sha256[:16]}",
              "", "## Intended use", "", INTENDED_USE,
              "", "## Data", "",
-             f"Trained on FER2013's {cfg.get('data', {}).get('train_split', 'Training')} rows (28,709 48x48 grey faces, "
-             "seven classes). Checkpoints and the score temperature were chosen on PublicTest only; the figures "
-             "below are on PrivateTest, never trained on or selected on.",
+             (f"Trained on FER2013's {data.get('train_split', 'Training')} rows (28,709 48x48 grey faces, "
+              "seven classes). Checkpoints and the score temperature were chosen on PublicTest only; the figures "
+              "below are on PrivateTest, never trained on or selected on." if fer2013 else
+              f"Trained on the training part of {Path(str(data.get('path', 'its dataset'))).name} "
+              f"({data.get('format')}). Checkpoints were chosen on the validation part; the figures below are on "
+              f"the held-out {single_pass} part, never trained on or selected on."),
              "", "## Results", "", "| measured on | accuracy | macro-F1 |", "|---|---:|---:|"]
     for label, m in metrics.items():
         if isinstance(m, dict) and "accuracy" in m:

@@ -7,13 +7,9 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-ARCHITECTURES = ("resnet18", "efficientnet_b0", "mobilenet_v3_small", "mobilenet_v3_large", "googlenet")
+from training.config import RESNET_STEMS
 
-# ResNet18 stems for 48x48 (feature map entering layer1 / cost relative to "standard"):
-#   standard: 7x7/2 conv + 3x3/2 max-pool  -> 12x12, 1x (the measured CPU choice)
-#   s1pool:   3x3/1 conv + 3x3/2 max-pool  -> 24x24, ~3x
-#   s1:       3x3/1 conv, no pool          -> 48x48, ~11x (the published 72-74% recipes)
-RESNET_STEMS = ("standard", "s1pool", "s1")
+ARCHITECTURES = ("resnet18", "efficientnet_b0", "mobilenet_v3_small", "mobilenet_v3_large", "googlenet")
 
 
 def _grey_conv(conv: nn.Conv2d, **overrides) -> nn.Conv2d:

@@ -18,6 +18,8 @@ import torch.distributed as dist
 
 from ferkit.files import atomic_path
 
+HISTORY_CSV = "history.csv"  # per epoch, in the run directory
+
 
 def git_revision(root: str | Path | None = None) -> str:
     root = Path(root or Path(__file__).resolve().parents[1])

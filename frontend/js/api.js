@@ -240,3 +240,87 @@ function sentence(text) {
   const capital = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
   return /[.!?]$/.test(capital) ? capital : `${capital}.`;
 }
+
+// ---- media pages: downloads, polling, the live socket ---------------------------------------------------
+
+/** "12 KB", "3.4 MB": a file's size for people. */
+export function fileSize(bytes) {
+  if (bytes < 1024) return `${bytes} bytes`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/**
+ * A file the API serves behind the token (CSV, PNG): fetched as a blob, since a plain link could not
+ * carry the Authorization header. Returns { blob, name } with the server's file name when it gives one.
+ */
+export async function fetchFile(path, fallbackName) {
+  const response = await request(path, { raw: true });
+  const blob = await response.blob();
+  const match = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(response.headers.get("content-disposition") || "");
+  const name = match ? decodeURIComponent(match[1]).replace(/[\\/]/g, "_") : fallbackName;
+  return { blob, name };
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts (the page was left), so loops end promptly. */
+export function pause(ms, signal) {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
+
+/**
+ * GETs `path` every `everyMs` while `running(body)` holds, handing each answer to `onUpdate`; stops when
+ * the work ends (returns the last answer) or the page is left (returns null). A failed poll is retried
+ * a few times (a restarting service), then thrown.
+ */
+export async function pollWhile(path, running, onUpdate, signal, everyMs = 1000) {
+  let failures = 0;
+  for (;;) {
+    let body;
+    try {
+      body = await request(path);
+      failures = 0;
+    } catch (error) {
+      if (signal?.aborted) return null;
+      if (error.status === 404 || error.status === 401 || ++failures > 5) throw error;
+      await pause(everyMs * failures, signal);
+      continue;
+    }
+    if (signal?.aborted) return null;
+    onUpdate(body);
+    if (!running(body)) return body;
+    await pause(everyMs, signal);
+    if (signal?.aborted) return null;
+  }
+}
+
+/** The current access token (renewed first when it is about to expire), for the live socket's first message. */
+export function currentAccessToken() {
+  return accessToken();
+}
+
+/** ws:// or wss:// on this page's own origin: the socket follows the page (a proxy that speaks TLS → wss). */
+export function socketUrl(path) {
+  return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${API}${path}`;
+}
+
+/** The server refused this session's token on a channel other than a request (the live socket's 1008). */
+export function sessionRefused() {
+  endSession("Your session has ended. Please log in again.");
+}
+
+// ---- the operators' console ---------------------------------------------------------------------------
+
+/** A text/plain answer (a training job's log) as a string. */
+export async function requestText(path, options = {}) {
+  const response = await request(path, { ...options, raw: true });
+  return response.text();
+}

@@ -100,3 +100,21 @@ export function formatDate(iso) {
 export function percent(value) {
   return `${(value * 100).toFixed(1)}%`;
 }
+
+/** Lets `zone` take files dropped on it as its file `input` would: `choose(files)` gets them either way. */
+export function acceptDrops(zone, input, choose) {
+  input.addEventListener("change", () => choose(input.files));
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    const dropped = event.dataTransfer?.files;
+    if (!dropped?.length) return;
+    input.files = dropped;
+    choose(dropped);
+  });
+}

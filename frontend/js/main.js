@@ -1,12 +1,19 @@
 // The shell: hash routing, the logged-in navigation, focus and titles on every route change.
-import { hasSession, logout, onSessionEnd, refresh } from "./api.js";
+import { hasSession, logout, onSessionEnd, refresh, request } from "./api.js";
 import { alertBox, announce, h } from "./dom.js";
 import { accountPage } from "./pages/account.js";
 import { analyzePage } from "./pages/analyze.js";
 import { loginPage, registerPage } from "./pages/auth.js";
+import { batchPage, batchResultPage } from "./pages/batch.js";
+import { consolePage } from "./pages/console.js";
 import { historyPage } from "./pages/history.js";
+import { livePage } from "./pages/live.js";
 import { menuPage } from "./pages/menu.js";
+import { modelsPage } from "./pages/models.js";
 import { resultPage } from "./pages/result.js";
+import { trainingJobPage, trainingPage } from "./pages/training.js";
+import { usersPage } from "./pages/users.js";
+import { videoPage, videoResultPage } from "./pages/video.js";
 
 const routes = [
   { pattern: /^\/login$/, page: loginPage, guest: true },
@@ -16,6 +23,17 @@ const routes = [
   { pattern: /^\/analyze$/, page: analyzePage },
   { pattern: /^\/history$/, page: historyPage },
   { pattern: /^\/results\/([^/]+)$/, page: resultPage },
+  { pattern: /^\/batch$/, page: batchPage },
+  { pattern: /^\/batches\/([^/]+)$/, page: batchResultPage, nav: "/batch" },
+  { pattern: /^\/video$/, page: videoPage },
+  { pattern: /^\/videos\/([^/]+)$/, page: videoResultPage, nav: "/video" },
+  { pattern: /^\/live$/, page: livePage },
+  // The operators' console: administrators only (each page says so to anyone else; the API enforces it).
+  { pattern: /^\/console$/, page: consolePage, nav: "/console" },
+  { pattern: /^\/console\/models$/, page: modelsPage, nav: "/console" },
+  { pattern: /^\/console\/training$/, page: trainingPage, nav: "/console" },
+  { pattern: /^\/console\/training\/([^/]+)$/, page: trainingJobPage, nav: "/console" },
+  { pattern: /^\/console\/users$/, page: usersPage, nav: "/console" },
 ];
 
 // What pages share: the signed-in user, a notice for the login page (logged out, session ended, account
@@ -23,6 +41,7 @@ const routes = [
 const app = { user: null, notice: null, returnTo: null, historyPrev: {} };
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
+const consoleLink = document.getElementById("nav-console");
 let navigation = 0;
 let leaving = [];
 
@@ -45,7 +64,8 @@ async function render() {
   if (route?.guest && hasSession()) return go("/");
   if (path !== "/login") app.notice = null;
   nav.hidden = !hasSession();
-  markCurrentLink(path || "/");
+  markCurrentLink(route?.nav || path || "/");
+  consoleLink.hidden = app.user?.role !== "admin";
 
   const controller = new AbortController();
   leaving.push(() => controller.abort());
@@ -69,11 +89,29 @@ async function render() {
   if (current !== navigation) return; // the person moved on while this page loaded
   main.replaceChildren(view.node);
   main.removeAttribute("aria-busy");
+  showConsoleLink();
   document.title = `${view.title} · FER platform`;
   // Move focus to the new page's heading so keyboard and screen-reader users start at the top of it.
   const heading = main.querySelector("h1");
   heading.tabIndex = -1;
   heading.focus();
+}
+
+// The console's link is for administrators only. Who is signed in comes from the menu (GET /users/me), or
+// is asked once here (a reload on another page); the API refuses non-administrators whatever this shows.
+let userAsked = null;
+function showConsoleLink() {
+  consoleLink.hidden = app.user?.role !== "admin";
+  if (app.user || userAsked || !hasSession()) return;
+  const asking = (userAsked = request("/users/me")
+    .then((user) => {
+      if (userAsked === asking && hasSession()) app.user ??= user;
+    })
+    .catch(() => {})
+    .finally(() => {
+      if (userAsked === asking) userAsked = null;
+      consoleLink.hidden = app.user?.role !== "admin";
+    }));
 }
 
 function markCurrentLink(path) {
@@ -109,6 +147,8 @@ function errorView(error) {
 // Nothing of the last person stays in memory after a log out (the tokens are dropped by api.js).
 function toLogin(notice, returnTo = null) {
   Object.assign(app, { user: null, notice, returnTo, historyPrev: {} });
+  userAsked = null;
+  consoleLink.hidden = true;
   go("/login");
 }
 

@@ -36,11 +36,13 @@ def build(settings: Settings) -> tuple[GrpcService, AuthServicer]:
 
 
 async def ensure_admin(servicer: AuthServicer, email: str, password: str, display_name: str = "Administrator") -> User:
-    """Create the admin account, or make an existing account with that email an admin."""
+    """Create the admin account, or make an existing account with that email an admin (enabled again if it
+    was disabled: this is the operator's way back in when no administrator can log in)."""
     async with servicer.sessions() as session:
         user = await session.scalar(select(User).where(User.email == normalise_email(email)))
         if user is not None:
             user.role = "admin"
+            user.disabled = False
             await session.commit()
             return user
     return await servicer.create_user(email, password, display_name, role="admin")

@@ -4,12 +4,13 @@ import logging
 from datetime import timedelta
 
 import grpc
-from sqlalchemy import and_, delete, exists, or_, select, true, update
+from sqlalchemy import and_, delete, exists, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from fer.v1 import auth_pb2, auth_pb2_grpc, common_pb2
-from ferkit.db import as_utc, new_id, to_timestamp, utcnow
+from ferkit.db import as_utc, is_id, new_id, to_timestamp, utcnow
 from ferkit.paging import decode_cursor, encode_cursor
 from services.auth.config import Settings
 from services.auth.limits import Limits, Refusal
@@ -21,12 +22,17 @@ from services.auth.validation import clean_display_name, has_control_characters,
 log = logging.getLogger(__name__)
 
 ROLES = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
+ROLE_NAMES = {number: name for name, number in ROLES.items()}
+DISABLED = "this account is disabled; ask an administrator to enable it"
 # What the columns hold: longer input is cut before it is counted or looked up.
 MAX_EMAIL = User.__table__.c.email.type.length
 MAX_ADDRESS = LoginAddress.__table__.c.address.type.length
 # ListDeletedAccounts: page_size 0 means the default; larger than the most is refused.
 DELETED_PAGE_DEFAULT = 100
 DELETED_PAGE_MAX = 1000
+# ListUsers: the same rule, with the gateway's page sizes.
+USERS_PAGE_DEFAULT = 20
+USERS_PAGE_MAX = 100
 
 
 def user_to_proto(user: User) -> auth_pb2.User:
@@ -38,6 +44,7 @@ def user_to_proto(user: User) -> auth_pb2.User:
         computations=user.computations,
         created_at=to_timestamp(user.created_at),
         updated_at=to_timestamp(user.updated_at),
+        disabled=user.disabled,
     )
 
 
@@ -46,6 +53,11 @@ async def refuse(context, refusal: Refusal) -> None:
     await context.abort(
         grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.reason, trailing_metadata=(("retry-after", str(refusal.retry_after_s)),)
     )
+
+
+def active_admin(user=User):
+    """The clause "this account is an administrator and is not disabled"."""
+    return and_(user.role == "admin", user.disabled.is_(False))
 
 
 def session_is_open(session_id: str):
@@ -112,6 +124,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "user not found")
         user, is_open = found
+        if user.disabled:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, DISABLED)
         if not is_open:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "this session has ended; please log in again")
         return user_to_proto(user)
@@ -209,6 +223,80 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             await session.commit()
             return user_to_proto(user)
 
+    async def ListUsers(self, request, context):
+        """Newest first, keyset-paginated on (created_at, id), like the results history."""
+        size = request.page.page_size or USERS_PAGE_DEFAULT
+        if not 0 < size <= USERS_PAGE_MAX:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"page_size must be between 1 and {USERS_PAGE_MAX}")
+        text = request.query.strip()
+        if has_control_characters(text) or len(text) > MAX_EMAIL:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"the search must have at most {MAX_EMAIL} characters and no control characters")
+        # LIKE's wildcards in the search are escaped: "a_b" finds "a_b" only.
+        matches = or_(User.email.icontains(text, autoescape=True), User.display_name.icontains(text, autoescape=True)) if text else true()
+        query = select(User).where(matches)
+        if request.page.page_token:
+            try:
+                stamp, user_id = decode_cursor(request.page.page_token)
+            except ValueError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            query = query.where(or_(User.created_at < stamp, and_(User.created_at == stamp, User.id < user_id)))
+        async with self.sessions() as session:
+            rows = list(await session.scalars(query.order_by(User.created_at.desc(), User.id.desc()).limit(size + 1)))
+            total = await session.scalar(select(func.count()).select_from(User).where(matches))
+        more = len(rows) > size
+        rows = rows[:size]
+        return auth_pb2.ListUsersResponse(
+            users=[user_to_proto(user) for user in rows],
+            page=common_pb2.PageInfo(next_page_token=encode_cursor(rows[-1].created_at, rows[-1].id) if more else "", total=total),
+        )
+
+    async def AdminUpdateUser(self, request, context):
+        """Role and disabled flag, never left without an active administrator. A change that could remove one
+        (a demotion, a disabling) is one conditional UPDATE that re-counts the others in the database; on
+        PostgreSQL it first locks the active administrators' rows, so concurrent such changes queue and each
+        counts what the one before it left (SQLite has one writer at a time: the statement alone suffices)."""
+        if request.HasField("role") and request.role not in ROLE_NAMES:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "role must be user or admin")
+        if not (request.HasField("role") or request.HasField("disabled")):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "nothing to change: set role or disabled")
+        if not is_id(request.user_id):
+            await context.abort(grpc.StatusCode.NOT_FOUND, "user not found")
+        changes = {}
+        if request.HasField("role"):
+            changes["role"] = ROLE_NAMES[request.role]
+        if request.HasField("disabled"):
+            changes["disabled"] = request.disabled
+        demoting = changes.get("role") == "user" or changes.get("disabled") is True
+        change = update(User).where(User.id == request.user_id).values(**changes, updated_at=utcnow())
+        if demoting:
+            other = aliased(User)
+            others = (
+                select(func.count()).select_from(other).where(active_admin(other), other.id != request.user_id).scalar_subquery()
+            )
+            change = change.where(or_(~active_admin(), others > 0))
+        async with self.sessions() as session:
+            if demoting:
+                await session.execute(select(User.id).where(active_admin()).order_by(User.id).with_for_update())
+            user = await session.scalar(change.returning(User).execution_options(populate_existing=True))
+            if user is None:
+                if await session.get(User, request.user_id) is None:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, "user not found")
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "this is the last active administrator: make another account an administrator first",
+                )
+            if changes.get("disabled"):
+                # Its refresh tokens die now; re-enabling does not bring its sessions back.
+                await session.execute(
+                    update(RefreshToken)
+                    .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+                    .values(revoked_at=utcnow())
+                )
+            await session.commit()
+        log.info("administrator %s changed user %s: %s", request.admin_id or "?", user.id, changes)
+        return user_to_proto(user)
+
     # --- logins and tokens --------------------------------------------------------------------
 
     async def _password_attempt(self, user: User | None, email: str, password: str, address: str, context) -> bool:
@@ -259,6 +347,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if not await self._password_attempt(user, email, request.password, request.client_address[:MAX_ADDRESS], context):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong email or password")
         async with self.sessions() as session:
+            # Told only to who knows the password, so it reveals no more than a login does. On PostgreSQL the
+            # row lock makes a concurrent disabling either come first (refused here) or revoke this session too.
+            disabled = await session.scalar(select(User.disabled).where(User.id == user.id).with_for_update())
+            if disabled is None:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong email or password")
+            if disabled:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, DISABLED)
             pair = await self._issue_pair(session, user, session_id=new_id())
             await session.commit()
         return pair
@@ -267,6 +362,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         token_hash = hash_refresh_token(request.refresh_token)
         async with self.sessions() as session:
             stored = await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
+            if stored is not None and await session.scalar(select(User.disabled).where(User.id == stored.user_id)):
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, DISABLED)
             if stored is None or stored.revoked_at is not None or as_utc(stored.expires_at) <= utcnow():
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "refresh token is invalid, expired or revoked")
             # Mark used in one conditional UPDATE so two concurrent refreshes cannot both win.

@@ -23,13 +23,16 @@ from services.gateway.deps import UpstreamsDep
 from services.gateway.errors import grpc_error_handler, http_error_handler, validation_error_handler
 from services.gateway.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from services.gateway.openapi import declare_errors
-from services.gateway.routers import auth, limits, models, predictions, reports, training_jobs, users
+from services.gateway.routers import admin, auth, batches, limits, live, models, predictions, reports, training_jobs, users, videos
 from services.gateway.security import TokenVerifier
 from services.gateway.upstreams import Upstreams
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
-API_ROUTERS = [auth.router, users.router, limits.router, predictions.router, models.router, training_jobs.router, reports.router]
+API_ROUTERS = [auth.router, users.router, admin.router, limits.router, predictions.router, batches.router, videos.router, live.router,
+               models.router, training_jobs.router, reports.router]
+# What a multipart body may add to the files it carries (part headers, the other fields, a ZIP's directory).
+MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 
 
 class Readiness(BaseModel):
@@ -90,7 +93,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     declare_errors(app)
 
     # Added last = outermost: ids and metrics see every response, limits act before any body is read.
-    app.add_middleware(BodyLimitMiddleware, max_json_bytes=settings.max_json_bytes, max_upload_bytes=settings.max_upload_bytes)
+    upload_limits = {
+        f"{API_PREFIX}/batches": settings.batch_max_bytes + MULTIPART_OVERHEAD_BYTES,
+        f"{API_PREFIX}/videos": settings.video_max_bytes + MULTIPART_OVERHEAD_BYTES,
+    }
+    app.add_middleware(BodyLimitMiddleware, max_json_bytes=settings.max_json_bytes, max_upload_bytes=settings.max_upload_bytes,
+                       upload_limits=upload_limits)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

@@ -4,7 +4,7 @@ from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
 from ferkit.config import ServiceSettings
-from ferkit.limits import UPLOAD_MAX_BYTES
+from ferkit.limits import BATCH_MAX_BYTES, BATCH_MAX_PHOTOS, UPLOAD_MAX_BYTES, VIDEO_MAX_BYTES
 
 
 class Settings(ServiceSettings):
@@ -28,6 +28,14 @@ class Settings(ServiceSettings):
     key_refetch_interval_s: float = 30.0
     max_json_bytes: int = 64 * 1024
     max_upload_bytes: int = UPLOAD_MAX_BYTES
+    # A batch (the photos' bytes together; the request's body may exceed it by its multipart framing)
+    # and a video upload. The defaults are the platform's limits (ferkit/limits.py); lower ones suit a
+    # deployment that wants less, never higher ones (the services check the same limits again).
+    batch_max_photos: int = BATCH_MAX_PHOTOS
+    batch_max_bytes: int = BATCH_MAX_BYTES
+    video_max_bytes: int = VIDEO_MAX_BYTES
+    # The live WebSocket: how long a client has to send its token once connected.
+    live_auth_timeout_s: float = 10.0
     # The static frontend served at "/" when the folder exists.
     frontend_dir: str = "frontend"
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import grpc
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import OAuth2PasswordBearer
+from starlette.requests import HTTPConnection
 
 from fer.v1 import auth_pb2, auth_pb2_grpc, inference_pb2_grpc, reports_pb2_grpc
 from services.gateway.config import Settings
@@ -16,16 +17,17 @@ from services.gateway.upstreams import Upstreams
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+# An HTTPConnection, not a Request: the WebSocket routes ask for these too.
+def get_settings(connection: HTTPConnection) -> Settings:
+    return connection.app.state.settings
 
 
-def get_upstreams(request: Request) -> Upstreams:
-    return request.app.state.upstreams
+def get_upstreams(connection: HTTPConnection) -> Upstreams:
+    return connection.app.state.upstreams
 
 
-def get_token_verifier(request: Request) -> TokenVerifier:
-    return request.app.state.token_verifier
+def get_token_verifier(connection: HTTPConnection) -> TokenVerifier:
+    return connection.app.state.token_verifier
 
 
 def client_address(request: Request) -> str:
@@ -60,9 +62,9 @@ TrainingStub = Annotated[inference_pb2_grpc.TrainingServiceStub, Depends(_stub("
 ReportsStub = Annotated[reports_pb2_grpc.ReportsServiceStub, Depends(_stub("reports"))]
 
 
-async def access_claims(token: BearerToken, verifier: TokenVerifierDep) -> dict:
-    """The claims of the caller's access token; 401 for a missing, bad or expired token, or one that names
-    no session (`sid`)."""
+async def verified_claims(token: str | None, verifier: TokenVerifier) -> dict:
+    """The claims of an access token; 401 for a missing, bad or expired token, or one that names no
+    session (`sid`). HTTP requests (below) and the live WebSocket's first message both pass here."""
     if not token:
         raise unauthorized("not authenticated: send 'Authorization: Bearer <access token>'")
     claims = await verifier.verify(token)
@@ -71,12 +73,9 @@ async def access_claims(token: BearerToken, verifier: TokenVerifierDep) -> dict:
     return claims
 
 
-AccessClaims = Annotated[dict, Depends(access_claims)]
-
-
-async def current_user(claims: AccessClaims, auth: AuthStub) -> auth_pb2.User:
-    """The caller's account, asked of auth on every request: 401 once the account is gone or the token's
-    session has ended (logout, a new password, a reused refresh token), not when the token expires."""
+async def account_of(claims: dict, auth: auth_pb2_grpc.AuthServiceStub) -> auth_pb2.User:
+    """The account of verified claims, asked of auth every time: 401 once the account is gone or the
+    token's session has ended (logout, a new password, a reused refresh token), not when the token expires."""
     try:
         return await auth.GetUser(auth_pb2.GetUserRequest(user_id=str(claims["sub"]), session_id=claims["sid"]))
     except grpc.aio.AioRpcError as exc:
@@ -85,6 +84,19 @@ async def current_user(claims: AccessClaims, auth: AuthStub) -> auth_pb2.User:
         if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
             raise unauthorized(exc.details()) from None
         raise
+
+
+async def access_claims(token: BearerToken, verifier: TokenVerifierDep) -> dict:
+    """The claims of the caller's bearer token (see verified_claims)."""
+    return await verified_claims(token, verifier)
+
+
+AccessClaims = Annotated[dict, Depends(access_claims)]
+
+
+async def current_user(claims: AccessClaims, auth: AuthStub) -> auth_pb2.User:
+    """The caller's account (see account_of)."""
+    return await account_of(claims, auth)
 
 
 CurrentUser = Annotated[auth_pb2.User, Depends(current_user)]

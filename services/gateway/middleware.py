@@ -74,14 +74,16 @@ class ObservabilityMiddleware:
 class BodyLimitMiddleware:
     """Refuses bodies over the limit with 413 before they are read into memory.
 
-    Multipart uploads get the upload limit, everything else the (small) JSON limit. Content-Length is
-    checked up front; chunked bodies are counted as they stream in.
+    Multipart uploads get the upload limit (or, on a path of `upload_limits`, that path's: a batch, a
+    video), everything else the (small) JSON limit. Content-Length is checked up front; chunked bodies
+    are counted as they stream in.
     """
 
-    def __init__(self, app: ASGIApp, max_json_bytes: int, max_upload_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_json_bytes: int, max_upload_bytes: int, upload_limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_json_bytes = max_json_bytes
         self.max_upload_bytes = max_upload_bytes
+        self.upload_limits = upload_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,7 +91,7 @@ class BodyLimitMiddleware:
             return
         headers = dict(scope["headers"])
         is_upload = headers.get(b"content-type", b"").startswith(b"multipart/form-data")
-        limit = self.max_upload_bytes if is_upload else self.max_json_bytes
+        limit = self.upload_limits.get(scope["path"], self.max_upload_bytes) if is_upload else self.max_json_bytes
         message = f"request body is larger than {limit} bytes"
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:

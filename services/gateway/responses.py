@@ -6,9 +6,14 @@ break the header's quoted string. Every client reads the ASCII `filename="..."`;
 `filename*=UTF-8''...` carries the exact name to those that understand it (every current browser)."""
 import re
 import unicodedata
+from collections.abc import Awaitable
 from urllib.parse import quote
 
+import grpc
+from fastapi import HTTPException
 from starlette.responses import Response
+
+from fer.v1.reports_pb2 import FileContent
 
 # Control characters go everywhere; quotes and backslashes only from the quoted-string (the
 # percent-encoded form carries them safely).
@@ -37,3 +42,14 @@ def file_response(content: bytes, media_type: str, filename: str, default: str, 
         media_type=media_type,
         headers={"Content-Disposition": content_disposition(disposition, filename, default), "Cache-Control": "private, max-age=3600"},
     )
+
+
+async def stored_file(call: Awaitable[FileContent]) -> FileContent:
+    """A file the service makes once the work is done (a report, a batch's CSV, a video's timeline): its
+    FAILED_PRECONDITION, "not done yet", is a 409 here rather than errors.py's general 400."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+            raise HTTPException(status_code=409, detail=exc.details()) from None
+        raise

@@ -1,7 +1,8 @@
 """What several routers' schemas share; each router keeps its own request and response models.
 
 Here: the strict base of request bodies, the account (answered by /auth/register and /users/me), the page
-of a list, and the copy of a proto message into a response model."""
+of a list, the progress of background work (batches, videos), and the copy of a proto message into a
+response model."""
 from datetime import datetime, timezone
 from typing import Generic, Self, TypeVar
 
@@ -38,6 +39,13 @@ class Page(BaseModel, Generic[Model]):
     @classmethod
     def of(cls, items: list[Model], page: common_pb2.PageInfo) -> Self:
         return cls(items=items, next_page_token=page.next_page_token, total=page.total)
+
+
+class Progress(BaseModel):
+    """Of work done in the background: a batch's photos, a video's sampled frames."""
+
+    done: int = Field(description="Finished so far (a batch's photos: analysed or failed).")
+    total: int
 
 
 class UserOut(BaseModel):

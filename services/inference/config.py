@@ -16,10 +16,16 @@ class TrainingSettings(BaseSettings):
 
     # "local" (a subprocess chain, `make dev`) or "kubernetes" (batch/v1 Jobs).
     launcher: Literal["local", "kubernetes"] = "local"
-    # Local jobs: datasets under data_dir; runs and logs written under var/.
+    # Local jobs: datasets under data_dir (a job's dataset must exist there when it is asked for); runs
+    # and logs written under var/.
     data_dir: str = "../shared/data"
     work_dir: str = "var/training-runs"
     log_dir: str = "var/training-logs"
+    # A cancelled local job's processes get SIGTERM, then SIGKILL after this long.
+    kill_after_s: float = 10.0
+    # Kubernetes: how often unfinished jobs' records are brought up to date (status, progress) without
+    # anyone asking, so a Job that ends and is cleaned up (ttl_seconds_after_finished) is not missed.
+    poll_interval_s: float = 30.0
     # Kubernetes Jobs: where they run, their image, volumes and resources.
     namespace: str = "default"
     image: str = "ghcr.io/fer-platform/training:latest"
@@ -92,5 +98,7 @@ class Settings(ServiceSettings):
     # Empty: no listener (load them with LoadModel).
     amqp_url: str = Field(default="", validation_alias=AliasChoices("AMQP_URL", "INFERENCE_AMQP_URL"))
     models_queue: str = "fer.inference.model-versions"
+    # The training jobs' records (migrations: `python -m services.inference.cli migrate`).
+    database_url: str = "sqlite+aiosqlite:///var/inference.db"
     # Training jobs (INFERENCE_TRAINING_*).
     training: TrainingSettings = Field(default_factory=TrainingSettings)

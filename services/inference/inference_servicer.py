@@ -32,6 +32,7 @@ NO_FACE_MESSAGE = "no face was found in the image"
 WHOLE_IMAGE_MESSAGE = "the whole image was taken as one face"
 SMALL_IMAGE_MESSAGE = "the image is at most {side} px a side, so it was taken as one face"
 MAX_CROPS = 64
+MAX_FRAMES = 64
 MODES = (inference_pb2.FACE_MODE_UNSPECIFIED, inference_pb2.FACE_MODE_DETECT, inference_pb2.FACE_MODE_FACE)
 
 
@@ -48,6 +49,15 @@ class _Stopwatch:
             elapsed = time.perf_counter() - start
             self.ms[name] = self.ms.get(name, 0.0) + elapsed * 1000.0
             STAGE_SECONDS.labels(name).observe(elapsed)
+
+
+def _timings(clock: _Stopwatch, start: float) -> common_pb2.Timings:
+    return common_pb2.Timings(
+        decode_ms=clock.ms.get("decode", 0.0),
+        detect_ms=clock.ms.get("detect", 0.0),
+        infer_ms=clock.ms.get("infer", 0.0) + clock.ms.get("preprocess", 0.0),
+        total_ms=(time.perf_counter() - start) * 1000.0,
+    )
 
 
 def _model_ref(version: Version) -> common_pb2.ModelRef:
@@ -131,14 +141,17 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def PredictImage(self, request: inference_pb2.PredictImageRequest, context) -> inference_pb2.PredictImageResponse:
         return await self.predict_image(request)
 
+    async def _decode(self, data: bytes) -> images.DecodedImage:
+        # Decoded at most detector_max_side a side (a JPEG in draft mode): detection and the face crops
+        # both work on that image, and the boxes are mapped back to the photo's pixels once, at the end.
+        # Pillow releases the GIL while decoding: a thread keeps the event loop free.
+        return await asyncio.to_thread(images.decode, data, self.limits, self.settings.detector_max_side)
+
     async def predict_image(self, request: inference_pb2.PredictImageRequest) -> inference_pb2.PredictImageResponse:
         clock = _Stopwatch()
         start = time.perf_counter()
         with clock.stage("decode"):
-            # Decoded at most detector_max_side a side (a JPEG in draft mode): detection and the face crops
-            # both work on that image, and the boxes are mapped back to the photo's pixels once, below.
-            # Pillow releases the GIL while decoding: a thread keeps the event loop free.
-            decoded = await asyncio.to_thread(images.decode, request.image, self.limits, self.settings.detector_max_side)
+            decoded = await self._decode(request.image)
         whole = self._whole_image(request, decoded.width, decoded.height)
         version = await self.registry.resolve(request.model_name, request.model_version)
         height, width = decoded.rgb.shape[:2]
@@ -148,30 +161,72 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         else:
             with clock.stage("detect"):
                 detections = (await self.detector.detect(decoded.rgb))[: self.settings.max_faces]
-        faces: list[common_pb2.FacePrediction] = []
-        if detections:
-            with clock.stage("preprocess"):
-                batch = await asyncio.to_thread(self._crops, decoded.rgb, detections, version, whole is not None)
-            with clock.stage("infer"):
-                logits, _ = await self._infer(version, batch)
-            probs, uncertain = self._classify(logits, version)
-            faces = [
-                _face(_in_photo(d.box, decoded), p, version.metadata.classes, d.score, u)
-                for d, p, u in zip(detections, probs, uncertain)
-            ]
-        timings = common_pb2.Timings(
-            decode_ms=clock.ms.get("decode", 0.0),
-            detect_ms=clock.ms.get("detect", 0.0),
-            infer_ms=clock.ms.get("infer", 0.0) + clock.ms.get("preprocess", 0.0),
-            total_ms=(time.perf_counter() - start) * 1000.0,
-        )
+        [faces] = await self._predict_faces(version, [(decoded, detections)], clock, whole is not None)
         return inference_pb2.PredictImageResponse(
             faces=faces,
             model=_model_ref(version),
-            timings=timings,
+            timings=_timings(clock, start),
             image_width=decoded.width,
             image_height=decoded.height,
             message=whole or ("" if faces else NO_FACE_MESSAGE),
+        )
+
+    async def _predict_faces(self, version: Version, found: list[tuple[images.DecodedImage, list[Detection]]],
+                             clock: _Stopwatch, whole: bool = False) -> list[list[common_pb2.FacePrediction]]:
+        """The faces of every image classified by ONE Triton call (so the faces of many frames fill its
+        batches), answered per image, boxes in each image's own pixels."""
+        counts = [len(detections) for _, detections in found]
+        if not sum(counts):
+            return [[] for _ in found]
+
+        def crops() -> np.ndarray:
+            return np.concatenate([self._crops(decoded.rgb, detections, version, whole) for decoded, detections in found if detections])
+
+        with clock.stage("preprocess"):
+            batch = await asyncio.to_thread(crops)
+        with clock.stage("infer"):
+            logits, _ = await self._infer(version, batch)
+        probs, uncertain = self._classify(logits, version)
+        answers, first = [], 0
+        for (decoded, detections), count in zip(found, counts):
+            answers.append([
+                _face(_in_photo(d.box, decoded), p, version.metadata.classes, d.score, u)
+                for d, p, u in zip(detections, probs[first : first + count], uncertain[first : first + count])
+            ])
+            first += count
+        return answers
+
+    @guarded
+    async def PredictFrames(self, request: inference_pb2.PredictFramesRequest, context) -> inference_pb2.PredictFramesResponse:
+        return await self.predict_frames(request)
+
+    async def predict_frames(self, request: inference_pb2.PredictFramesRequest) -> inference_pb2.PredictFramesResponse:
+        """Frames of one video: all decoded and searched for faces concurrently (the detector's process
+        pool), then their faces classified together."""
+        if not request.frames:
+            raise images.ImageError("send at least one frame")
+        if len(request.frames) > MAX_FRAMES:
+            raise images.ImageError(f"at most {MAX_FRAMES} frames per request")
+        clock = _Stopwatch()
+        start = time.perf_counter()
+
+        async def decode(index: int, data: bytes) -> images.DecodedImage:
+            try:
+                return await self._decode(data)
+            except images.ImageError as exc:
+                raise images.ImageError(f"frame {index}: {exc}", exc.status) from None
+
+        with clock.stage("decode"):
+            decoded = await asyncio.gather(*(decode(i, data) for i, data in enumerate(request.frames)))
+        version = await self.registry.resolve(request.model_name, request.model_version)
+        with clock.stage("detect"):
+            found = await asyncio.gather(*(self.detector.detect(d.rgb) for d in decoded))
+        detections = [faces[: self.settings.max_faces] for faces in found]
+        faces = await self._predict_faces(version, list(zip(decoded, detections)), clock)
+        return inference_pb2.PredictFramesResponse(
+            frames=[inference_pb2.FrameFaces(faces=f, width=d.width, height=d.height) for f, d in zip(faces, decoded)],
+            model=_model_ref(version),
+            timings=_timings(clock, start),
         )
 
     def _crops(self, rgb: np.ndarray, detections: list[Detection], version: Version, whole: bool = False) -> np.ndarray:

@@ -11,6 +11,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+
 from ferkit import modelrepo
 from ferkit.files import write_atomic
 from ferkit.vision import ModelMetadata
@@ -34,6 +37,27 @@ class Version:
     version: int
     metadata: ModelMetadata
     metadata_json: str
+
+
+class PromotedVersions:
+    """`inference_model_promoted{model, version} 1` for the version each model serves by default, read
+    from the registry's state when Prometheus scrapes: the dashboard shows the served version, and alerts
+    join Triton's per-version counters on it. One per process (the server points it at its registry)."""
+
+    registry: "ModelRegistry | None" = None
+
+    def collect(self):
+        family = GaugeMetricFamily("inference_model_promoted", "1 for the version each model serves by default.",
+                                   labels=["model", "version"])
+        if self.registry is not None:
+            for name in self.registry.models():
+                if version := self.registry.promoted(name):
+                    family.add_metric([name, str(version)], 1)
+        yield family
+
+
+PROMOTED_VERSIONS = PromotedVersions()
+REGISTRY.register(PROMOTED_VERSIONS)
 
 
 class ModelRegistry:

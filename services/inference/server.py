@@ -5,13 +5,14 @@ import asyncio
 import logging
 
 from fer.v1 import inference_pb2, inference_pb2_grpc
+from ferkit.db import make_engine
 from ferkit.grpc_server import GrpcService, Registration, run_until_signalled
 from ferkit.logs import setup_logging
 from services.inference.config import Settings
 from services.inference.detection import FaceDetector
 from services.inference.inference_servicer import InferenceServicer
 from services.inference.model_servicer import ModelServicer
-from services.inference.registry import ModelRegistry, NoModelDeployed, UnknownModel
+from services.inference.registry import PROMOTED_VERSIONS, ModelRegistry, NoModelDeployed, UnknownModel
 from services.inference.training.announce import VersionListener
 from services.inference.training.servicer import TrainingServicer
 from services.inference.training.store import TrainingJobs
@@ -21,16 +22,20 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
-    """What runs beside the RPCs: the detector pool, the listener for announced versions, and loading
-    the promoted model at start (in the background while Triton is not up yet)."""
+    """What runs beside the RPCs: the detector pool, the listener for announced versions, loading
+    the promoted model at start (in the background while Triton is not up yet), and keeping the
+    unfinished training jobs' records up to date."""
 
-    def __init__(self, settings: Settings, registry: ModelRegistry, triton: TritonClient, detector: FaceDetector) -> None:
+    def __init__(self, settings: Settings, registry: ModelRegistry, triton: TritonClient, detector: FaceDetector,
+                 jobs: TrainingJobs) -> None:
         self.settings = settings
         self.registry = registry
         self.triton = triton
         self.detector = detector
+        self.jobs = jobs
         self.listener: VersionListener | None = None  # when RabbitMQ is configured
         self.background: asyncio.Task | None = None
+        self.job_poller: asyncio.Task | None = None
 
     async def start(self) -> None:
         """Triton being down is not fatal: the first request answers UNAVAILABLE and loads the model
@@ -45,6 +50,17 @@ class Runtime:
         if not await self._bootstrap():
             # Triton may still be starting (make dev starts both at once): keep trying in the background.
             self.background = asyncio.create_task(self._bootstrap_until_serving())
+        if settings.training.launcher == "kubernetes":
+            # A Job may end and be cleaned up (its TTL) before anyone asks; a local job cannot.
+            self.job_poller = asyncio.create_task(self._poll_jobs(settings.training.poll_interval_s))
+
+    async def _poll_jobs(self, interval_s: float) -> None:
+        while True:
+            try:
+                await self.jobs.refresh_unfinished()
+            except Exception as exc:  # the database may be away for a while: the next round retries
+                log.warning("could not bring the training jobs up to date: %s", exc)
+            await asyncio.sleep(interval_s)
 
     async def _bootstrap(self) -> bool:
         try:
@@ -64,8 +80,11 @@ class Runtime:
     async def stop(self) -> None:
         if self.listener is not None:
             await asyncio.to_thread(self.listener.stop)
-        if self.background is not None:
-            self.background.cancel()
+        for task in (self.background, self.job_poller):
+            if task is not None:
+                task.cancel()
+        await self.jobs.close()
+        await self.jobs.engine.dispose()
         self.detector.close()
         await self.triton.close()
 
@@ -85,15 +104,17 @@ def build(settings: Settings) -> tuple[GrpcService, Runtime]:
     registry = ModelRegistry(
         settings.model_repository, triton, settings.triton_config_name, settings.state_dir or None, settings.model_name
     )
+    PROMOTED_VERSIONS.registry = registry
     detector = FaceDetector(settings.detector, settings.detector_workers, settings.detector_min_score)
+    jobs = TrainingJobs(settings, make_engine(settings.database_url))
     service = GrpcService(settings, [
         Registration(inference_pb2_grpc.add_InferenceServiceServicer_to_server,
                      InferenceServicer(settings, registry, triton, detector), _full_name("InferenceService")),
         Registration(inference_pb2_grpc.add_ModelServiceServicer_to_server, ModelServicer(registry), _full_name("ModelService")),
         Registration(inference_pb2_grpc.add_TrainingServiceServicer_to_server,
-                     TrainingServicer(TrainingJobs(settings)), _full_name("TrainingService")),
+                     TrainingServicer(jobs), _full_name("TrainingService")),
     ])
-    return service, Runtime(settings, registry, triton, detector)
+    return service, Runtime(settings, registry, triton, detector, jobs)
 
 
 async def main() -> None:

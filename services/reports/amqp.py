@@ -1,4 +1,6 @@
-"""RabbitMQ topology and a confirming publisher (pika), shared by the server and the worker.
+"""RabbitMQ topology, job messages and a confirming publisher (pika), shared by the server and the worker.
+
+A message is {"kind": "report" | "batch" | "video", "id": <row id>, "v": 2}, on one queue for all three.
 
     {prefix}            direct exchange; routing key "job" → {prefix}.jobs
     {prefix}.jobs       the work queue; rejected messages dead-letter to {prefix}.dlx
@@ -8,6 +10,7 @@
 """
 import json
 import threading
+from typing import NamedTuple
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
@@ -17,7 +20,15 @@ from ferkit.amqp import connection_parameters
 from services.reports.config import Settings
 
 ROUTING_KEY = "job"
-MESSAGE_VERSION = 1
+MESSAGE_VERSION = 2
+KINDS = ("report", "batch", "video")
+
+
+class Job(NamedTuple):
+    """What one message asks for: the kind of job and the id of its row."""
+
+    kind: str
+    id: str
 
 
 class Topology:
@@ -54,27 +65,32 @@ class Topology:
         return [self.queue, self.dead_queue, *self.retry_queues], [self.exchange, self.dlx]
 
 
-def job_body(report_id: str) -> bytes:
-    return json.dumps({"report_id": report_id, "v": MESSAGE_VERSION}).encode()
+def job_body(job_id: str, kind: str = "report") -> bytes:
+    return json.dumps({"kind": kind, "id": job_id, "v": MESSAGE_VERSION}).encode()
 
 
-def parse_job(body: bytes) -> str:
-    """The report id of a job message; ValueError for anything else (a poison message)."""
+def parse_job(body: bytes) -> Job:
+    """The job a message asks for; ValueError for anything else (a poison message). Version 1 messages,
+    {"report_id": ...}, still in queues from before version 2, are report jobs."""
     try:
         data = json.loads(body)
-        report_id = data["report_id"]
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        job = Job("report", data["report_id"]) if data.get("v", 1) == 1 else Job(data["kind"], data["id"])
     except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"not a report job message: {exc}") from None
-    if not isinstance(report_id, str) or not 0 < len(report_id) <= 64:
-        raise ValueError("report_id must be a short string")
-    return report_id
+        raise ValueError(f"not a job message: {exc}") from None
+    if job.kind not in KINDS:
+        raise ValueError(f"unknown job kind {str(job.kind)[:20]!r}")
+    if not isinstance(job.id, str) or not 0 < len(job.id) <= 64:
+        raise ValueError("the job id must be a short string")
+    return job
 
 
-def job_properties(report_id: str, headers: dict | None = None) -> pika.BasicProperties:
+def job_properties(job_id: str, headers: dict | None = None) -> pika.BasicProperties:
     return pika.BasicProperties(
         content_type="application/json",
         delivery_mode=pika.DeliveryMode.Persistent,
-        message_id=report_id,
+        message_id=job_id,
         headers=headers or {},
     )
 
@@ -102,7 +118,7 @@ class Publisher:
         self._channel = channel
         return channel
 
-    def publish(self, report_id: str) -> None:
+    def publish(self, job: Job) -> None:
         """Returns once the broker has confirmed the message (persisted); raises on any failure.
         A stale connection (broker restarted, heartbeat missed) gets one fresh try."""
         self._check_thread()
@@ -110,7 +126,7 @@ class Publisher:
             try:
                 channel = self._open()
                 # mandatory: a message no queue takes is returned as an error, not silently dropped.
-                channel.basic_publish(self.topology.exchange, ROUTING_KEY, job_body(report_id), job_properties(report_id), mandatory=True)
+                channel.basic_publish(self.topology.exchange, ROUTING_KEY, job_body(job.id, job.kind), job_properties(job.id), mandatory=True)
                 return
             except AMQPError:
                 self.close()

@@ -2,7 +2,16 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from ferkit.config import ServiceSettings
-from ferkit.limits import NOTES_MAX_CHARS
+from ferkit.limits import (
+    BATCH_MAX_BYTES,
+    BATCH_MAX_PHOTOS,
+    NOTES_MAX_CHARS,
+    UPLOAD_MAX_BYTES,
+    VIDEO_DEFAULT_FPS,
+    VIDEO_MAX_BYTES,
+    VIDEO_MAX_FPS,
+    VIDEO_MAX_SECONDS,
+)
 
 
 class Settings(ServiceSettings):
@@ -35,6 +44,30 @@ class Settings(ServiceSettings):
     local_concurrency: int = 2
     # Extra seconds added to every render: lets drills and tests catch a worker in the middle of a job.
     render_delay_s: float = 0.0
+    # One delivery of a batch or video job works this long at most, then publishes its continuation and
+    # is acknowledged: pika's heartbeats are answered between deliveries, a restart loses at most one
+    # slice, and long jobs take turns with short ones.
+    job_slice_s: float = 20.0
+    # Extra seconds before each batch photo and each group of video frames, for drills and tests
+    # (catching a worker in the middle of a batch or a video).
+    job_step_delay_s: float = 0.0
+    # Photos of one batch analysed at once: the inference service and Triton batch what arrives together.
+    batch_concurrency: int = 4
+    batch_max_photos: int = BATCH_MAX_PHOTOS
+    batch_max_bytes: int = BATCH_MAX_BYTES
+    image_max_bytes: int = UPLOAD_MAX_BYTES
+    # Sampled frames per PredictFrames call: all their faces go to Triton together (one face a frame:
+    # a batch of 32). At most 64 (the inference service's limit).
+    video_frames_per_request: int = 32
+    video_default_fps: float = VIDEO_DEFAULT_FPS
+    video_max_fps: float = VIDEO_MAX_FPS
+    video_max_bytes: int = VIDEO_MAX_BYTES
+    video_max_seconds: float = VIDEO_MAX_SECONDS
+    # Sampled frames are scaled down to this many pixels on their longest side before detection.
+    video_frame_max_side: int = 640
+    # Where an upload is spooled while it is checked, and a video job keeps the file it decodes
+    # (empty: the system's temporary directory). Needs room for video_max_bytes per upload and job.
+    spool_dir: str = ""
     # Results history: the default and largest page of ListResults.
     default_page_size: int = 20
     max_page_size: int = 100

@@ -1,12 +1,13 @@
-"""How the server hands report ids to whoever renders them.
+"""How the server hands jobs (reports, batches, videos) to whoever runs them, and the one table from a
+job's kind to its handler that the worker and the in-process queue share.
 
-AmqpDispatcher: RabbitMQ with publisher confirms. The report row is committed before publishing and
-flagged `published` only after the broker confirms; a re-publisher sends whatever is still unflagged
-(broker down at request time, server killed in between), so no request is lost. A message sent twice
-is harmless: the job is idempotent on the report id.
+AmqpDispatcher: RabbitMQ with publisher confirms. The row is committed before publishing and flagged
+`published` only after the broker confirms; a re-publisher sends whatever is still unflagged (broker
+down at request time, server killed in between), and whatever made no progress for `stale_after_s`, so
+no request is lost. A message sent twice is harmless: every handler is idempotent on its row.
 
 LocalDispatcher: no broker (`make dev` without AMQP_URL): an asyncio queue in the server that runs the
-same job handler; at start it reloads every report not yet done, so a restart loses nothing either.
+same handlers; at start it reloads every job not yet finished, so a restart loses nothing either.
 """
 import asyncio
 import logging
@@ -19,18 +20,48 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from ferkit.db import utcnow
-from services.reports.amqp import Publisher
+from services.reports.amqp import Job, Publisher
+from services.reports.batches import BatchJobs
 from services.reports.config import Settings
-from services.reports.jobs import ACTIVE, Outcome, ReportJobs
+from services.reports.jobs import ReportJobs
 from services.reports.metrics import QUEUE_DEPTH
-from services.reports.models import Report
+from services.reports.models import Batch, Report, Video
+from services.reports.outcomes import ACTIVE, JobResult, Outcome
+from services.reports.videos import VideoJobs
 
 log = logging.getLogger(__name__)
 
+# The table each kind of job keeps its rows in (status, published, created_at, updated_at).
+TABLES = {"report": Report, "batch": Batch, "video": Video}
 
-async def mark_published(sessions: async_sessionmaker, report_ids: list[str]) -> None:
+
+class JobRunner:
+    """Runs one delivery of any kind of job: a report render, or a slice of a batch or a video.
+    `inference` and `auth` are the stubs batches and videos analyse with (None: they wait)."""
+
+    def __init__(self, settings: Settings, sessions: async_sessionmaker, inference=None, auth=None) -> None:
+        self.videos = VideoJobs(settings, sessions, inference)
+        self.handlers = {
+            "report": ReportJobs(settings, sessions),
+            "batch": BatchJobs(settings, sessions, inference, auth),
+            "video": self.videos,
+        }
+
+    async def run(self, job: Job) -> JobResult:
+        return await self.handlers[job.kind].run(job.id)
+
+    async def unfinished(self) -> list[Job]:
+        """Every job not yet finished, oldest first within each kind."""
+        return [Job(kind, row_id) for kind, handler in self.handlers.items() for row_id in await handler.unfinished()]
+
+    def close(self) -> None:
+        self.videos.close()
+
+
+async def mark_published(sessions: async_sessionmaker, job: Job) -> None:
+    table = TABLES[job.kind]
     async with sessions() as session:
-        await session.execute(update(Report).where(Report.id.in_(report_ids)).values(published=True))
+        await session.execute(update(table).where(table.id == job.id).values(published=True))
         await session.commit()
 
 
@@ -47,53 +78,56 @@ class AmqpDispatcher:
     async def _call(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def submit(self, report_id: str) -> bool:
+    async def submit(self, job: Job) -> bool:
         """True when the broker confirmed the job; False leaves it to the re-publisher.
         Right after a failure requests do not try at all: a broker that times out would otherwise
         hold every request (they share the one publisher thread) for the connect timeout."""
         if time.monotonic() < self._down_until:
             return False
-        return await self._send(report_id)
+        return await self._send(job)
 
-    async def _send(self, report_id: str) -> bool:
+    async def _send(self, job: Job) -> bool:
         try:
-            await self._call(self.publisher.publish, report_id)
+            await self._call(self.publisher.publish, job)
         except (AMQPError, OSError) as exc:
             self._down_until = time.monotonic() + self.settings.republish_interval_s
-            log.warning("broker unreachable; report %s will be published when it is back (%s)", report_id, exc or type(exc).__name__)
+            log.warning("broker unreachable; %s %s will be published when it is back (%s)", job.kind, job.id, exc or type(exc).__name__)
             return False
         self._down_until = 0.0
-        await mark_published(self.sessions, [report_id])
+        await mark_published(self.sessions, job)
         return True
 
     async def republish_pending(self, limit: int = 200) -> int:
-        """Publishes reports saved but never confirmed by the broker, and reports that have made no
-        progress for `stale_after_s` (their message was lost with the broker's data, or a queue was
-        purged); returns how many went out. A job sent twice is harmless: the handler is idempotent."""
+        """Publishes the jobs of rows saved but never confirmed by the broker, and of rows that have made
+        no progress for `stale_after_s` (their message was lost with the broker's data, or a queue was
+        purged); returns how many went out. A job sent twice is harmless: the handlers are idempotent."""
         now = utcnow()
-        unpublished = and_(Report.published.is_(False), Report.created_at < now - timedelta(seconds=self.settings.republish_grace_s))
-        stale = Report.updated_at < now - timedelta(seconds=self.settings.stale_after_s)
+        pending: list[Job] = []
         async with self.sessions() as session:
-            rows = (
-                await session.execute(
-                    select(Report.id, Report.published, Report.status)
-                    .where(Report.status.in_(ACTIVE), or_(unpublished, stale))
-                    .order_by(Report.created_at)
-                    .limit(limit)
-                )
-            ).all()
-            revived = [row.id for row in rows if row.published]
-            if revived:
-                log.warning("%d report(s) made no progress for %.0f s; publishing their jobs again", len(revived), self.settings.stale_after_s)
-                await session.execute(update(Report).where(Report.id.in_(revived), Report.status.in_(ACTIVE)).values(updated_at=now))
-                await session.commit()
+            for kind, table in TABLES.items():
+                unpublished = and_(table.published.is_(False), table.created_at < now - timedelta(seconds=self.settings.republish_grace_s))
+                stale = table.updated_at < now - timedelta(seconds=self.settings.stale_after_s)
+                rows = (
+                    await session.execute(
+                        select(table.id, table.published)
+                        .where(table.status.in_(ACTIVE), or_(unpublished, stale))
+                        .order_by(table.created_at)
+                        .limit(limit)
+                    )
+                ).all()
+                revived = [row.id for row in rows if row.published]
+                if revived:
+                    log.warning("%d %s job(s) made no progress for %.0f s; publishing them again", len(revived), kind, self.settings.stale_after_s)
+                    await session.execute(update(table).where(table.id.in_(revived), table.status.in_(ACTIVE)).values(updated_at=now))
+                    await session.commit()
+                pending += [Job(kind, row.id) for row in rows]
         sent = 0
-        for row in rows:
-            if not await self._send(row.id):
+        for job in pending:
+            if not await self._send(job):
                 break
             sent += 1
         if sent:
-            log.info("re-published %d report job(s)", sent)
+            log.info("re-published %d job(s)", sent)
         return sent
 
     async def _relay(self) -> None:
@@ -110,7 +144,7 @@ class AmqpDispatcher:
             except (AMQPError, OSError) as exc:
                 log.debug("broker still unreachable: %s", exc)
             except Exception:  # noqa: BLE001 - the relay must outlive a database hiccup
-                log.exception("report re-publisher failed; trying again")
+                log.exception("the re-publisher failed; trying again")
             await asyncio.sleep(self.settings.republish_interval_s)
 
     async def start(self) -> None:
@@ -125,49 +159,54 @@ class AmqpDispatcher:
 
 
 class LocalDispatcher:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker) -> None:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker, inference=None, auth=None) -> None:
         self.settings = settings
         self.sessions = sessions
-        self.jobs = ReportJobs(settings, sessions)
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.jobs = JobRunner(settings, sessions, inference, auth)
+        self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
 
-    async def submit(self, report_id: str) -> bool:
-        await mark_published(self.sessions, [report_id])
-        self._put(report_id)
+    async def submit(self, job: Job) -> bool:
+        await mark_published(self.sessions, job)
+        self._put(job)
         return True
 
-    def _put(self, report_id: str) -> None:
-        self.queue.put_nowait(report_id)
+    def _put(self, job: Job) -> None:
+        self.queue.put_nowait(job)
         QUEUE_DEPTH.set(self.queue.qsize())
 
     async def _consume(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            report_id = await self.queue.get()
+            job = await self.queue.get()
             QUEUE_DEPTH.set(self.queue.qsize())
             try:
-                result = await self.jobs.run(report_id)
+                result = await self.jobs.run(job)
             except Exception:  # noqa: BLE001 - e.g. the database is down: keep the job, try later
-                log.exception("report %s could not be processed; trying again in 2 s", report_id)
-                loop.call_later(2.0, self._put, report_id)
+                log.exception("%s %s could not be processed; trying again in 2 s", job.kind, job.id)
+                loop.call_later(2.0, self._put, job)
                 continue
-            if result.outcome is Outcome.RETRY:
-                loop.call_later(result.delay_s, self._put, report_id)
+            if result.outcome is Outcome.CONTINUE:
+                self._put(job)  # behind the jobs that waited meanwhile
+            elif result.outcome is Outcome.RETRY:
+                loop.call_later(result.delay_s, self._put, job)
 
     async def start(self) -> None:
-        for report_id in await self.jobs.unfinished():
-            self._put(report_id)
+        for job in await self.jobs.unfinished():
+            self._put(job)
         self._tasks = [
             asyncio.create_task(self._consume(), name=f"reports-local-{i}") for i in range(max(1, self.settings.local_concurrency))
         ]
-        log.info("report jobs run in-process (no AMQP_URL); %d waiting", self.queue.qsize())
+        log.info("jobs run in-process (no AMQP_URL); %d waiting", self.queue.qsize())
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.jobs.close()
 
 
-def make_dispatcher(settings: Settings, sessions: async_sessionmaker):
-    return AmqpDispatcher(settings, sessions) if settings.amqp_url else LocalDispatcher(settings, sessions)
+def make_dispatcher(settings: Settings, sessions: async_sessionmaker, inference=None, auth=None):
+    """RabbitMQ where AMQP_URL is set (the worker runs the jobs), else the in-process queue, which runs
+    batches and videos with these inference and auth stubs."""
+    return AmqpDispatcher(settings, sessions) if settings.amqp_url else LocalDispatcher(settings, sessions, inference, auth)

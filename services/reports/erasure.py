@@ -3,13 +3,15 @@ this service was down at the moment of deletion.
 
 The auth service writes a tombstone in the transaction that deletes an account and lists them, oldest
 first, after a cursor (ListDeletedAccounts). Every REPORTS_ERASE_INTERVAL_S the eraser asks for the
-tombstones after its cursor, erases each owner's results and reports, and only then stores the new
-cursor (erasure_cursor): a crash in between repeats a page, which erasing again makes harmless. Only
+tombstones after its cursor, erases each owner's results, reports, batches and videos, and only then
+stores the new cursor (erasure_cursor): a crash in between repeats a page, which erasing again makes
+harmless. Only
 accounts auth says it deleted are erased, never owners it merely does not know (a wrong auth address
 must not erase anyone).
 """
 import asyncio
 import logging
+from dataclasses import dataclass
 
 import grpc
 from sqlalchemy import delete, select, update
@@ -18,7 +20,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from fer.v1 import auth_pb2
 from ferkit.db import utcnow
 from services.reports.config import Settings
-from services.reports.models import ErasureCursor, Report, Result
+from services.reports.models import Batch, ErasureCursor, Report, Result, Video
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +28,30 @@ CURSOR_ROW = 1
 PAGE_SIZE = 100
 
 
-async def erase_owner(sessions: async_sessionmaker, owner_id: str) -> tuple[int, int]:
-    """Deletes every result (with its photo and annotated image) and report of the owner, in one
-    transaction; returns how many (results, reports). Idempotent."""
+@dataclass(frozen=True)
+class Erased:
+    results: int
+    reports: int
+    batches: int
+    videos: int
+
+
+async def erase_owner(sessions: async_sessionmaker, owner_id: str) -> Erased:
+    """Deletes every result (with its photo and annotated image), report, batch (with its items) and
+    video (with its file and frames) of the owner, in one transaction; returns how many. Idempotent.
+    A batch or video job still queued finds no row and is dropped."""
     async with sessions() as session:
         reports = (await session.execute(delete(Report).where(Report.owner_id == owner_id))).rowcount
+        # Items, chunks and frames go with their batch or video (ON DELETE CASCADE).
+        batches = (await session.execute(delete(Batch).where(Batch.owner_id == owner_id))).rowcount
+        videos = (await session.execute(delete(Video).where(Video.owner_id == owner_id))).rowcount
         results = (await session.execute(delete(Result).where(Result.owner_id == owner_id))).rowcount
         await session.commit()
-    if results or reports:
-        log.info("erased %d result(s) and %d report(s) of deleted account %s", results, reports, owner_id)
-    return results, reports
+    erased = Erased(results, reports, batches, videos)
+    if results or reports or batches or videos:
+        log.info("erased %d result(s), %d report(s), %d batch(es) and %d video(s) of deleted account %s",
+                 results, reports, batches, videos, owner_id)
+    return erased
 
 
 class Eraser:

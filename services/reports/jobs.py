@@ -3,61 +3,88 @@
 Idempotent on the report id: the job claims the row (queued/running → running, attempts + 1), renders,
 and stores the file with a conditional UPDATE that only a not-yet-done report accepts. A redelivered
 job for a done (or failed) report does nothing, and two racing deliveries store one file.
+
+A report is on a result (its annotated photo in the file), a batch (its photos' faces), or a video
+(its tracks, with the timeline chart); each is loaded into one document (render_json), then rendered.
 """
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from datetime import datetime
+from functools import partial
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import undefer
 
 from ferkit.db import as_utc, utcnow
-
+from ferkit.vision import CLASSES
 from services.reports.annotate import result_png
 from services.reports.config import Settings
 from services.reports.metrics import JOBS, RENDER_SECONDS
-from services.reports.models import Report, Result
-from services.reports.render_json import build_document, render_json
+from services.reports.models import Batch, BatchItem, Report, Result, Video
+from services.reports.outcomes import ACTIVE, JobResult, Outcome
+from services.reports.render_json import build_batch_document, build_document, build_video_document, render_json
 from services.reports.render_pdf import render_pdf
+from services.reports.timeline import timeline_png
+from services.reports.videos import stored_tracks
 
 log = logging.getLogger(__name__)
 
 RENDERERS = {"pdf": (render_pdf, "application/pdf"), "json": (render_json, "application/json")}
-ACTIVE = ("queued", "running")
-
-
-class Outcome(str, Enum):
-    DONE = "done"  # file stored: acknowledge
-    SKIPPED = "skipped"  # already done or failed (a redelivery): acknowledge
-    RETRY = "retry"  # this attempt failed: try again after delay_s
-    FAILED = "failed"  # failed for good: dead-letter
-
-
-@dataclass
-class JobResult:
-    outcome: Outcome
-    attempt: int = 0
-    delay_s: float = 0.0
-    error: str = ""
 
 
 class PermanentJobError(Exception):
     """Retrying cannot help (e.g. an unknown format)."""
 
 
-def report_filename(result: Result, report: Report) -> str:
-    return f"fer-report-{as_utc(result.created_at):%Y%m%d-%H%M%S}-{report.id[:8]}.{report.format}"
+@dataclass
+class Subject:
+    """What a report is on, loaded: its document, the picture it carries (drawn in the render thread)
+    and the time its file name is stamped with."""
+
+    document: dict
+    picture: Callable[[], bytes]
+    stamp: datetime
 
 
-def render(fmt: str, document: dict, result: Result, settings: Settings) -> bytes:
+def report_filename(stamp: datetime, report: Report) -> str:
+    return f"fer-report-{as_utc(stamp):%Y%m%d-%H%M%S}-{report.id[:8]}.{report.format}"
+
+
+def render(fmt: str, subject: Subject, settings: Settings) -> bytes:
     if fmt not in RENDERERS:
         raise PermanentJobError(f"unknown report format {fmt!r}")
     if settings.render_delay_s:
         time.sleep(settings.render_delay_s)
-    return RENDERERS[fmt][0](document, result_png(result, settings.annotated_max_side))
+    return RENDERERS[fmt][0](subject.document, subject.picture())
+
+
+async def load_subject(session: AsyncSession, report: Report, settings: Settings) -> Subject:
+    """The report's result, batch or video as a document; PermanentJobError when it no longer exists."""
+    now = utcnow()
+    if report.batch_id:
+        batch = await session.get(Batch, report.batch_id)
+        if batch is None:
+            raise PermanentJobError("the batch of this report no longer exists")
+        items = list(await session.scalars(select(BatchItem).where(BatchItem.batch_id == batch.id).order_by(BatchItem.position)))
+        ids = [item.result_id for item in items if item.result_id]
+        results = {r.id: r for r in await session.scalars(select(Result).where(Result.id.in_(ids)))} if ids else {}
+        return Subject(build_batch_document(batch, items, results, report, now), lambda: b"", batch.created_at)
+    if report.video_id:
+        video = await session.get(Video, report.video_id)
+        if video is None:
+            raise PermanentJobError("the video of this report no longer exists")
+        tracks = await stored_tracks(session, video)
+        picture = partial(timeline_png, tracks, video.model_classes or list(CLASSES), video.duration_s)
+        return Subject(build_video_document(video, tracks, report, now), picture, video.created_at)
+    result = await session.scalar(select(Result).where(Result.id == report.result_id)
+                                  .options(undefer(Result.annotated_png), undefer(Result.original_image)))
+    if result is None:
+        raise PermanentJobError("the result of this report no longer exists")
+    return Subject(build_document(result, report, now), partial(result_png, result, settings.annotated_max_side), result.created_at)
 
 
 class ReportJobs:
@@ -86,15 +113,16 @@ class ReportJobs:
                 # that takes it must stop somewhere too.
                 return await self._fail(report_id, attempt, f"gave up after {max_attempts} attempts (workers stopped mid-job)")
             report = await session.get(Report, report_id)
-            result = await session.scalar(select(Result).where(Result.id == report.result_id)
-                                          .options(undefer(Result.annotated_png), undefer(Result.original_image)))
+            try:
+                subject = await load_subject(session, report, self.settings)
+            except PermanentJobError as exc:
+                subject, gone = None, str(exc)
+        if subject is None:
+            return await self._fail(report_id, attempt, gone)
 
         try:
-            if result is None:
-                raise PermanentJobError("the result of this report no longer exists")
-            document = build_document(result, report, utcnow())
             started = time.perf_counter()
-            content = await asyncio.to_thread(render, report.format, document, result, self.settings)
+            content = await asyncio.to_thread(render, report.format, subject, self.settings)
             RENDER_SECONDS.labels(report.format).observe(time.perf_counter() - started)
         except PermanentJobError as exc:
             return await self._fail(report_id, attempt, str(exc))
@@ -117,7 +145,7 @@ class ReportJobs:
                     status="done",
                     error="",
                     file=content,
-                    filename=report_filename(result, report),
+                    filename=report_filename(subject.stamp, report),
                     content_type=RENDERERS[report.format][1],
                     size_bytes=len(content),
                     finished_at=now,

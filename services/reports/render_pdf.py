@@ -1,5 +1,7 @@
-"""The PDF report (reportlab, A4): annotated image, the faces with all scores, a bar chart per face,
-the notes, model and time stamps. Lays out the same document the JSON report carries."""
+"""The PDF report (reportlab, A4), laid out from the same document the JSON report carries. On a
+result: annotated image, the faces with all scores, a bar chart per face, the notes, model and time
+stamps. On a batch: the labels over all faces and a row per photo. On a video: the timeline chart and
+a row per face followed (when, its dominant expression, its share of each)."""
 import io
 from datetime import datetime
 from pathlib import Path
@@ -150,7 +152,20 @@ def _faces_table(faces: list[dict], classes: list[str], s: dict) -> Table:
         rows.append(row)
     fixed = [7 * mm, 20 * mm, 28 * mm]
     score_width = (FRAME_WIDTH - sum(fixed)) / max(1, len(classes))
-    table = Table(rows, colWidths=fixed + [score_width] * len(classes), repeatRows=1)
+    return _grid(rows, fixed + [score_width] * len(classes))
+
+
+def _facts_table(facts: list[tuple[str, str]], s: dict) -> Table:
+    table = Table(
+        [[Paragraph(k, s["key"]), Paragraph(escape(v), s["body"])] for k, v in facts], colWidths=[34 * mm, FRAME_WIDTH - 34 * mm]
+    )
+    table.setStyle(TableStyle([("TOPPADDING", (0, 0), (-1, -1), 1), ("BOTTOMPADDING", (0, 0), (-1, -1), 1), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+    return table
+
+
+def _grid(rows: list[list], widths: list[float]) -> Table:
+    """A table with a header row (repeated on every page) and zebra rows."""
+    table = Table(rows, colWidths=widths, repeatRows=1)
     table.setStyle(
         TableStyle(
             [
@@ -168,31 +183,36 @@ def _faces_table(faces: list[dict], classes: list[str], s: dict) -> Table:
     return table
 
 
-def render_pdf(document: dict, annotated_png: bytes) -> bytes:
-    s = _styles()
+def _notes(notes: str, s: dict) -> KeepTogether:
+    notes = notes.strip()
+    return KeepTogether(
+        [Paragraph("Notes", s["h2"]), Paragraph(escape(notes).replace("\n", "<br/>") if notes else "No notes.", s["body"])]
+    )
+
+
+def _model(model: dict | None) -> str:
+    return f"{model['name']} version {model['version']}" if model else "none yet"
+
+
+def _result_story(document: dict, annotated_png: bytes, s: dict) -> tuple[list, str, str]:
     font, bold = _register_fonts()
     result, model, faces = document["result"], document["model"], document["faces"]
     classes = model["classes"]
-    report_id = document["report"]["id"]
     story = [
         Paragraph("Facial expression report", s["title"]),
         Paragraph(escape(result["filename"] or "Uploaded image"), s["subtitle"]),
     ]
     image = result["image"]
     facts = [
-        ("Model", f"{model['name']} version {model['version']}"),
+        ("Model", _model(model)),
         ("Analysed", _when(result["analysed_at"])),
         ("Report generated", _when(document["report"]["generated_at"])),
         ("Image", f"{image['width']}×{image['height']} px" + (f", {image['content_type']}" if image["content_type"] else "")),
         ("Faces found", str(len(faces))),
         ("Result id", result["id"]),
-        ("Report id", report_id),
+        ("Report id", document["report"]["id"]),
     ]
-    facts_table = Table(
-        [[Paragraph(k, s["key"]), Paragraph(escape(v), s["body"])] for k, v in facts], colWidths=[34 * mm, FRAME_WIDTH - 34 * mm]
-    )
-    facts_table.setStyle(TableStyle([("TOPPADDING", (0, 0), (-1, -1), 1), ("BOTTOMPADDING", (0, 0), (-1, -1), 1), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
-    story += [facts_table, Spacer(1, 6 * mm)]
+    story += [_facts_table(facts, s), Spacer(1, 6 * mm)]
     if annotated_png:
         story += [_annotated_image(annotated_png), Spacer(1, 2 * mm)]
     if result["message"]:
@@ -213,19 +233,113 @@ def render_pdf(document: dict, annotated_png: bytes) -> bytes:
     else:
         story.append(Paragraph("No face was found in this image.", s["body"]))
 
-    notes = result["notes"].strip()
-    story.append(
-        KeepTogether(
-            [
-                Paragraph("Notes", s["h2"]),
-                Paragraph(escape(notes).replace("\n", "<br/>") if notes else "No notes.", s["body"]),
-            ]
-        )
-    )
+    story.append(_notes(result["notes"], s))
     timings = result["timings_ms"]
     if timings.get("total_ms"):
         parts = ", ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in timings.items() if v)
         story += [Spacer(1, 4 * mm), Paragraph(f"Processing time: {parts}.", s["small"])]
+    return story, f"Facial expression report {document['report']['id']}", result["filename"] or "facial expression analysis"
+
+
+def _batch_story(document: dict, _picture: bytes, s: dict) -> tuple[list, str, str]:
+    """Facts, the labels over all faces, then one row per photo: its faces' labels, or why it failed."""
+    batch, summary, photos = document["batch"], document["summary"], document["photos"]
+    story = [
+        Paragraph("Batch expression report", s["title"]),
+        Paragraph(f"{summary['photos']} photos", s["subtitle"]),
+        _facts_table([
+            ("Model", _model(document["model"])),
+            ("Uploaded", _when(batch["created_at"])),
+            ("Report generated", _when(document["report"]["generated_at"])),
+            ("Photos", f"{summary['analysed']} analysed, {summary['failed']} failed, of {summary['photos']}"),
+            ("Faces found", str(summary["faces"])),
+            ("Batch id", batch["id"]),
+            ("Report id", document["report"]["id"]),
+        ], s),
+        Paragraph("Expressions over all faces", s["h2"]),
+    ]
+    if summary["labels"]:
+        rows = [[Paragraph(h, s["head"]) for h in ("Expression", "Faces", "Share")]]
+        rows += [[Paragraph(escape(label), s["cellbold"]), Paragraph(str(n), s["cell"]), Paragraph(_pct(n / summary["faces"]), s["cell"])]
+                 for label, n in summary["labels"].items()]
+        story.append(_grid(rows, [50 * mm, 30 * mm, 30 * mm]))
+    else:
+        story.append(Paragraph("No face was found in these photos.", s["body"]))
+    story.append(Paragraph("Photos", s["h2"]))
+    rows = [[Paragraph(h, s["head"]) for h in ("#", "File", "Faces", "Expressions (or why the photo failed)")]]
+    for photo in photos:
+        if photo["status"] == "failed":
+            what = Paragraph("<i>" + escape(photo["error"] or "failed") + "</i>", s["cell"])
+        elif photo["status"] == "done":
+            what = Paragraph(escape(", ".join(face["label"] for face in photo["faces"]) or "no face"), s["cell"])
+        else:
+            what = Paragraph("not analysed yet", s["cell"])
+        rows.append([Paragraph(str(photo["index"]), s["cell"]), Paragraph(escape(photo["filename"]), s["cell"]),
+                     Paragraph(str(len(photo["faces"])), s["cell"]), what])
+    story.append(_grid(rows, [10 * mm, 62 * mm, 14 * mm, FRAME_WIDTH - 86 * mm]))
+    story.append(_notes(batch["notes"], s))
+    return story, f"Batch expression report {document['report']['id']}", "facial expression analysis of a batch of photos"
+
+
+def _timeline_image(png: bytes) -> Image:
+    """The chart as drawn (PNG: lines and flat colours stay sharp), scaled to the frame's width."""
+    with PILImage.open(io.BytesIO(png)) as probe:
+        width, height = probe.size
+    scale = min(FRAME_WIDTH / width, 1.6 * IMAGE_MAX_HEIGHT / height)
+    picture = Image(io.BytesIO(png), width=width * scale, height=height * scale)
+    picture.hAlign = "CENTER"
+    return picture
+
+
+def _video_story(document: dict, timeline_png: bytes, s: dict) -> tuple[list, str, str]:
+    """Facts, the timeline picture, then one row per track: when, its dominant expression, its shares."""
+    video, summary, tracks = document["video"], document["summary"], document["tracks"]
+    classes = document["model"]["classes"] if document["model"] else list(summary["share"])
+    story = [
+        Paragraph("Video expression report", s["title"]),
+        Paragraph(escape(video["filename"] or "Uploaded video"), s["subtitle"]),
+        _facts_table([
+            ("Model", _model(document["model"])),
+            ("Uploaded", _when(video["uploaded_at"])),
+            ("Report generated", _when(document["report"]["generated_at"])),
+            ("Video", f"{video['duration_s']:.1f} s, {video['width']}×{video['height']} px"),
+            ("Frames analysed", f"{video['frames_done']} of {video['frames_total']}, {video['fps']:g} per second"),
+            ("Faces followed", str(summary["tracks"])),
+            ("Video id", video["id"]),
+            ("Report id", document["report"]["id"]),
+        ], s),
+        Spacer(1, 4 * mm),
+    ]
+    if timeline_png:
+        story += [_timeline_image(timeline_png), Spacer(1, 2 * mm)]
+    story.append(Paragraph("Faces followed over time", s["h2"]))
+    if tracks:
+        header = [Paragraph(h, s["head"]) for h in ("Face", "From–to (s)", "Mostly")] + [Paragraph(c.capitalize(), s["head"]) for c in classes]
+        rows = [header]
+        for track in tracks:
+            rows.append([
+                Paragraph(str(track["track"]), s["cell"]),
+                Paragraph(f"{track['start_t']:.1f}–{track['end_t']:.1f}", s["cell"]),
+                Paragraph(escape(track["dominant_label"]), s["cellbold"]),
+                *[Paragraph(_pct(track["share"].get(c, 0.0)), s["cellbold"] if c == track["dominant_label"] else s["cell"]) for c in classes],
+            ])
+        fixed = [12 * mm, 24 * mm, 20 * mm]
+        story.append(_grid(rows, fixed + [(FRAME_WIDTH - sum(fixed)) / max(1, len(classes))] * len(classes)))
+    else:
+        story.append(Paragraph("No face was found in this video.", s["body"]))
+    story.append(_notes(video["notes"], s))
+    return story, f"Video expression report {document['report']['id']}", video["filename"] or "facial expression analysis of a video"
+
+
+STORIES = {"result": _result_story, "batch": _batch_story, "video": _video_story}
+
+
+def render_pdf(document: dict, picture_png: bytes) -> bytes:
+    """The PDF of a report on a result (with its annotated photo), a batch, or a video (with its timeline)."""
+    s = _styles()
+    font, _ = _register_fonts()
+    report_id = document["report"]["id"]
+    story, title, subject = STORIES[document.get("kind", "result")](document, picture_png, s)
 
     def footer(canvas, doc) -> None:
         canvas.saveState()
@@ -245,9 +359,9 @@ def render_pdf(document: dict, annotated_png: bytes) -> bytes:
         rightMargin=MARGIN,
         topMargin=MARGIN,
         bottomMargin=MARGIN,
-        title=f"Facial expression report {report_id}",
+        title=title,
         author="FER platform",
-        subject=result["filename"] or "facial expression analysis",
+        subject=subject,
     )
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return out.getvalue()

@@ -1,5 +1,5 @@
-"""Entry point: `python -m services.reports.server`. With AMQP_URL set, jobs go to RabbitMQ for
-`python -m services.reports.worker`; without it the server renders them itself."""
+"""Entry point: `python -m services.reports.server`. With AMQP_URL set, jobs (reports, batches, videos)
+go to RabbitMQ for `python -m services.reports.worker`; without it the server runs them itself."""
 import asyncio
 import logging
 from functools import partial
@@ -20,14 +20,13 @@ SERVICE_NAME = reports_pb2.DESCRIPTOR.services_by_name["ReportsService"].full_na
 def build(settings: Settings) -> tuple[GrpcService, ReportsServicer]:
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
-    # The services AnalyzeImage calls, one channel each for the life of the process.
+    # The services AnalyzeImage (and, without a broker, the batch and video jobs) call, one channel
+    # each for the life of the process.
     channels = {name: open_channel(addr, timeout_s=settings.grpc_timeout_s)
                 for name, addr in (("inference", settings.inference_addr), ("auth", settings.auth_addr)) if addr}
-    servicer = ReportsServicer(
-        settings, sessions, make_dispatcher(settings, sessions),
-        inference=inference_pb2_grpc.InferenceServiceStub(channels["inference"]) if "inference" in channels else None,
-        auth=auth_pb2_grpc.AuthServiceStub(channels["auth"]) if "auth" in channels else None,
-    )
+    inference = inference_pb2_grpc.InferenceServiceStub(channels["inference"]) if "inference" in channels else None
+    auth = auth_pb2_grpc.AuthServiceStub(channels["auth"]) if "auth" in channels else None
+    servicer = ReportsServicer(settings, sessions, make_dispatcher(settings, sessions, inference, auth), inference=inference, auth=auth)
     servicer.engine = engine
     servicer.channels = list(channels.values())
     servicer.eraser = Eraser(settings, sessions, servicer.auth)

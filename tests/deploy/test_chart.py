@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,9 +22,10 @@ VALUES_FILES = [None, *sorted(p.name for p in (CHART / "ci").glob("*.yaml"))]
 VALUES_IDS = ["default" if v is None else v for v in VALUES_FILES]
 
 
-# What every real install must give (values.schema.json): a StorageClass that provides ReadWriteMany.
-# The CI values files set it (or an existing claim) themselves.
-REQUIRED = ["--set", "modelRepository.storageClass=rwx-class"]
+# What every real install must give (values.schema.json): a StorageClass that provides ReadWriteMany,
+# and the registry the images were pushed to. The CI values files set them (or an existing claim) themselves.
+REGISTRY = "registry.example.com/fer"
+REQUIRED = ["--set", "modelRepository.storageClass=rwx-class", "--set", f"image.registry={REGISTRY}"]
 
 
 def helm_args(values: str | None) -> list[str]:
@@ -116,6 +120,21 @@ def test_schema_rejects_bad_values(setting: str, message: str) -> None:
     proc = run(template("--set", setting))
     assert proc.returncode != 0, f"--set {setting} was accepted"
     assert message in proc.stderr
+
+
+def test_the_registry_is_required_and_make_images_builds_exactly_the_rendered_names() -> None:
+    """Nothing publishes the images for an operator (issue 15, defect 3): an install must name the registry
+    it pushed them to, and `make images` with the same REGISTRY and TAG builds every reference the chart
+    renders, the training Jobs' image (an env value of the inference service) included."""
+    proc = run([tool("helm"), "template", "fer", str(CHART), "--set", "modelRepository.storageClass=rwx-class"])
+    assert proc.returncode != 0 and "image.registry" in proc.stderr
+    tag = "0a1b2c3d4e5f-dirty"
+    listed = subprocess.run(["bash", str(REPO / "scripts" / "images.sh"), "--list"], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "REGISTRY": REGISTRY, "TAG": tag}, check=True).stdout
+    built = {line.split()[1] for line in listed.splitlines()}
+    rendered = set(re.findall(rf"{re.escape(REGISTRY)}/[\w.-]+:{re.escape(tag)}", check(template("--set", f"image.tag={tag}"))))
+    assert rendered == built
+    assert {ref.split("/")[-1].split(":")[0] for ref in built} == {f"fer-{n}" for n in ("gateway", "auth", "inference", "reports", "training", "triton")}
 
 
 def test_external_services_without_urls_fail_with_a_clear_message() -> None:
@@ -233,8 +252,10 @@ def test_network_policies_expose_only_the_gateway(values: str | None) -> None:
             assert peers, f"{name} lets anyone reach {target}"
             allowed = {p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in peers}
             expected = {
-                "auth": {"gateway", "reports"}, "inference": {"gateway", "reports"}, "reports": {"gateway"},
-                "triton": {"inference"}, "auth-postgresql": {"auth"}, "reports-postgresql": {"reports", "reports-worker"},
+                "auth": {"gateway", "reports", "reports-worker"}, "inference": {"gateway", "reports", "reports-worker"},
+                "reports": {"gateway"},
+                "triton": {"inference"}, "auth-postgresql": {"auth"}, "inference-postgresql": {"inference"},
+                "reports-postgresql": {"reports", "reports-worker"},
                 "rabbitmq": {"inference", "reports", "reports-worker", "training"},
             }[target]
             assert allowed == expected, f"{name} admits {allowed}, expected {expected}"
@@ -419,7 +440,7 @@ def test_a_shared_model_repository_needs_a_class_that_can_share() -> None:
     proc = run([tool("helm"), "template", "fer", str(CHART)])
     assert proc.returncode != 0 and "modelRepository.storageClass" in proc.stderr
     for enough in ("modelRepository.existingClaim=fer-models", "modelRepository.accessModes={ReadWriteOnce}"):
-        check([tool("helm"), "template", "fer", str(CHART), "--set", enough])
+        check([tool("helm"), "template", "fer", str(CHART), "--set", enough, "--set", f"image.registry={REGISTRY}"])
     for values, expected in ((None, "rwx-class"), ("monitoring-ingress.yaml", "nfs-client")):
         claims = by_kind(render(values), "PersistentVolumeClaim")
         assert {c["spec"].get("storageClassName") for c in claims.values()} == {expected}, values
@@ -441,13 +462,19 @@ def _size_bytes(size: str) -> int:
 
 
 def test_ingress_admits_the_upload_limit_and_refuses_metrics() -> None:
-    from ferkit.limits import UPLOAD_MAX_BYTES
+    from ferkit.limits import BATCH_MAX_BYTES, UPLOAD_MAX_BYTES, VIDEO_MAX_BYTES
 
     ingresses = by_kind(render("monitoring-ingress.yaml"), "Ingress")
     main, deny = ingresses["fer-fer-platform-gateway"], ingresses["fer-fer-platform-gateway-metrics-deny"]
-    # ingress-nginx's default 1m would answer 413 to photos the gateway accepts; the envelope needs room.
-    body = _size_bytes(main["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"])
-    assert UPLOAD_MAX_BYTES + 64 * 1024 <= body <= 2 * UPLOAD_MAX_BYTES
+    # ingress-nginx's default 1m would answer 413 to uploads the gateway accepts (the largest is a video);
+    # the envelope needs room.
+    annotations = main["metadata"]["annotations"]
+    body = _size_bytes(annotations["nginx.ingress.kubernetes.io/proxy-body-size"])
+    largest = max(UPLOAD_MAX_BYTES, BATCH_MAX_BYTES, VIDEO_MAX_BYTES)
+    assert largest + 64 * 1024 <= body <= int(1.2 * largest)
+    # A live camera WebSocket outlives ingress-nginx's 60 s idle timeout.
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 600
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 600
     assert main["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
     assert [p["path"] for p in main["spec"]["rules"][0]["http"]["paths"]] == ["/"]
     # /metrics answers 403 through the ingress (the longer prefix wins), Prometheus scrapes the pods.

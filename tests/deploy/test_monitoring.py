@@ -21,6 +21,9 @@ KNOWN_METRICS = {
     "grpc_server_handled_total", "grpc_server_handling_seconds_bucket",
     "reports_jobs_total", "reports_render_seconds_bucket", "reports_queue_depth", "reports_dead_lettered_total",
     "training_jobs_total",
+    "reports_batches_total", "reports_batch_photos_total", "reports_videos_total", "reports_video_frames_total",
+    "live_sessions_open", "live_frames_total", "live_frame_seconds_bucket",
+    "training_job_duration_seconds_bucket", "inference_model_promoted",
     "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count", "nv_inference_exec_count",
     "nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us", "nv_inference_pending_request_count",
 }
@@ -66,7 +69,8 @@ def test_alert_rule_unit_tests_pass() -> None:
 def test_every_alert_has_a_firing_test_case() -> None:
     alerts = {r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "alert" in r}
     required = {"FerServiceDown", "FerGatewayHighErrorRate", "FerGrpcHighErrorRate", "FerGatewayHighLatencyP99",
-                "FerGrpcHighLatencyP99", "FerTritonHighQueueTime", "FerReportsDeadLettered", "FerTrainingJobFailed"}
+                "FerGrpcHighLatencyP99", "FerTritonHighQueueTime", "FerReportsDeadLettered", "FerTrainingJobFailed",
+                "FerPromotedVersionFailing"}
     assert required <= alerts
     tests = yaml.safe_load((MON / "tests" / "fer-alerts.test.yml").read_text())["tests"]
     fired = {case["alertname"] for t in tests for case in t.get("alert_rule_test", []) if case.get("exp_alerts")}
@@ -86,7 +90,7 @@ def test_dashboard_is_well_formed_and_every_query_parses(tmp_path: Path) -> None
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), "duplicate panel ids"
     titles = " ".join(p["title"].lower() for p in panels)
-    for topic in ("requests", "latency", "batch size", "queue", "report", "training"):
+    for topic in ("requests", "latency", "batch size", "queue", "report", "training", "videos", "live camera"):
         assert topic in titles, f"the dashboard has no {topic} panel"
     exprs = [t["expr"] for p in panels for t in p.get("targets", [])]
     assert exprs

@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -52,7 +53,15 @@ def platform_url(tmp_path_factory) -> Iterator[str]:
         return
     if _start_failure:
         pytest.fail(_start_failure[0], pytrace=False)
-    var = tmp_path_factory.mktemp("platform")
+    with run_platform(tmp_path_factory.mktemp("platform"), failures=_start_failure) as url:
+        yield url
+
+
+@contextmanager
+def run_platform(var: Path, extra_env: dict[str, str] | None = None, failures: list[str] | None = None) -> Iterator[str]:
+    """Starts `python -m scripts.dev --var VAR` on free ports (with `extra_env` over its settings), yields
+    its URL once /readyz answers 200, and stops it. A start that fails is recorded in `failures`."""
+    failures = [] if failures is None else failures
     base = Ports.free_base()
     log_path = var / "dev.out"
     env = {
@@ -61,6 +70,7 @@ def platform_url(tmp_path_factory) -> Iterator[str]:
         "PYTHONUNBUFFERED": "1",
         # Every test registers from 127.0.0.1: more accounts than the per-address limit allows in an hour.
         "AUTH_MAX_REGISTRATIONS_PER_ADDRESS": "1000",
+        **(extra_env or {}),
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -73,8 +83,8 @@ def platform_url(tmp_path_factory) -> Iterator[str]:
         last = "no answer"
         while True:
             if process.poll() is not None:
-                _start_failure.append(f"the platform exited with {process.returncode} before it was ready:\n{_log_tail(log_path)}")
-                pytest.fail(_start_failure[0], pytrace=False)
+                failures.append(f"the platform exited with {process.returncode} before it was ready:\n{_log_tail(log_path)}")
+                pytest.fail(failures[0], pytrace=False)
             try:
                 ready = httpx.get(f"{url}/readyz", timeout=2)
                 if ready.status_code == 200:
@@ -83,8 +93,8 @@ def platform_url(tmp_path_factory) -> Iterator[str]:
             except httpx.HTTPError as exc:
                 last = repr(exc)
             if time.monotonic() > deadline:
-                _start_failure.append(f"the platform was not ready after {READY_TIMEOUT_S:.0f} s ({last}):\n{_log_tail(log_path)}")
-                pytest.fail(_start_failure[0], pytrace=False)
+                failures.append(f"the platform was not ready after {READY_TIMEOUT_S:.0f} s ({last}):\n{_log_tail(log_path)}")
+                pytest.fail(failures[0], pytrace=False)
             time.sleep(0.5)
         yield url
     finally:
@@ -174,3 +184,95 @@ def log_in(page, email: str, password: str = PASSWORD) -> None:
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("heading", level=1, name="Hello").wait_for()
+
+
+@pytest.fixture(scope="package")
+def fake_camera_file(tmp_path_factory) -> Path:
+    """What the fake camera films: the astronaut's face moving across a grey background (Chromium loops it)."""
+    from tests.fixtures.videos import write_y4m
+
+    path = tmp_path_factory.mktemp("camera") / "astronaut.y4m"
+    write_y4m(path, seconds=2.0, fps=15, size=(320, 240))
+    return path
+
+
+@pytest.fixture(scope="package")
+def camera_browser(browser, fake_camera_file):
+    """A second Chromium whose camera plays `fake_camera_file`, with the permission prompt answered yes.
+    Launched from the first one's Playwright: one sync Playwright runs per thread."""
+    camera = browser.browser_type.launch(
+        executable_path=CHROMIUM,
+        args=[
+            *CHROMIUM_ARGS,
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={fake_camera_file}",
+        ],
+    )
+    yield camera
+    camera.close()
+
+
+@pytest.fixture
+def camera_page(camera_browser, platform_url):
+    """As `page`, in the browser with the fake camera."""
+    context = camera_browser.new_context(
+        base_url=platform_url, viewport={"width": 1100, "height": 900}, accept_downloads=True, locale="en-US",
+        timezone_id=TIMEZONE, permissions=["camera"],
+    )
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+# ---- the operators' console -------------------------------------------------------------------------
+
+ADMIN_EMAIL = "admin@example.com"
+# A tiny FER2013-layout dataset the console's training test trains on, under the console platform's data root.
+CONSOLE_DATASET = "synthetic/fer2013.csv.gz"
+_console_failure: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def console_platform(tmp_path_factory) -> Iterator[dict]:
+    """A platform of its own for the console's tests: promoting, rolling back and training change a model
+    repository, so it serves a copy of models/ (never the committed folder), trains on a data root holding
+    a tiny synthetic dataset (CONSOLE_DATASET) and keeps its runs in its state folder.
+    {url, var, admin_password, own: False when E2E_BASE_URL names a running platform (E2E_VAR: its state
+    folder, default var/)}."""
+    if os.environ.get("E2E_BASE_URL"):
+        var = Path(os.environ.get("E2E_VAR", ROOT / "var"))
+        yield {"url": os.environ["E2E_BASE_URL"].rstrip("/"), "var": var,
+               "admin_password": (var / "admin-password.txt").read_text(), "own": False}
+        return
+    if _console_failure:
+        pytest.fail(_console_failure[0], pytrace=False)
+    import shutil
+
+    from training.tests.conftest import synth_faces, write_fer_csv
+
+    var = tmp_path_factory.mktemp("console-platform")
+    models = var / "models"
+    shutil.copytree(ROOT / "models", models, ignore=shutil.ignore_patterns("__pycache__"))
+    data = var / "data"
+    (data / CONSOLE_DATASET).parent.mkdir(parents=True)
+    images, labels = synth_faces(140, seed=3)
+    write_fer_csv(data / CONSOLE_DATASET, images, labels, ["Training"] * 84 + ["PublicTest"] * 28 + ["PrivateTest"] * 28, gz=True)
+    env = {
+        "INFERENCE_MODEL_REPOSITORY": str(models),
+        "INFERENCE_TRAINING_DATA_DIR": str(data),
+        "INFERENCE_TRAINING_WORK_DIR": str(var / "training-runs"),
+        "INFERENCE_TRAINING_LOG_DIR": str(var / "training-logs"),
+    }
+    with run_platform(var, env, failures=_console_failure) as url:
+        yield {"url": url, "var": var, "admin_password": (var / "admin-password.txt").read_text(), "own": True}
+
+
+def admin_headers(api: httpx.Client, password: str) -> dict:
+    tokens = api.post("/auth/token", data={"username": ADMIN_EMAIL, "password": password})
+    assert tokens.status_code == 200, tokens.text
+    return {"Authorization": f"Bearer {tokens.json()['access_token']}"}

@@ -202,3 +202,13 @@ def test_cli_evaluate_titles_name_the_model_and_its_version(trained, fer_csv, tm
                  "--out", str(out)]) == 0
     assert titles[0].startswith("fer_resnet18 v2 — PrivateTest")
     assert (out / "report.md").read_text().startswith("# Evaluation report: fer_resnet18 v2\n")
+
+
+def test_cli_evaluate_defaults_to_the_held_out_split_of_the_data_the_model_was_trained_on(trained, tmp_path):
+    """What a training job's evaluate step runs: no --data, the checkpoint's recipe names it."""
+    run, _ = trained
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run / "best.pt"), "--cache-dir", str(tmp_path / "c"), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics) == ["PrivateTest"] and metrics["PrivateTest"]["n"] == 70
+    assert (out / "confusion_matrix.png").is_file() and (out / "confusion_matrix.json").is_file()

@@ -163,3 +163,28 @@ def test_python_backend_model_batches_requests(tmp_path, monkeypatch):
         assert out._name == modelrepo.OUTPUT_NAME and out.as_numpy().shape == (len(arr), 7)
         with torch.no_grad():
             np.testing.assert_allclose(out.as_numpy(), model(torch.from_numpy(arr)).numpy(), atol=1e-4)
+
+
+def test_metadata_counts_the_epochs_that_ran_and_names_the_one_chosen(trained, tmp_path):
+    """best.pt is saved at the best validation epoch: epochs_trained comes from the run's history."""
+    run, result = trained
+    meta = ModelMetadata.load(export_version(run / "best.pt", tmp_path / "models", "fer_epochs") / "metadata.json")
+    assert meta.extra["epochs_trained"] == result["epochs"] == 4
+    assert meta.extra["best_epoch"] == result["best_epoch"] and 1 <= meta.extra["best_epoch"] <= 4
+    assert meta.extra["validation_accuracy"] == pytest.approx(result["best_acc"])
+    assert "trained: 4 epochs" in (tmp_path / "models" / "fer_epochs" / "1" / "MODEL_CARD.md").read_text()
+
+
+def test_the_card_of_a_job_on_other_data_reports_its_held_out_split():
+    from training.evaluate import compute_metrics
+    from training.model_card import model_card
+
+    labels = np.arange(14) % 7
+    figures = compute_metrics(labels, np.eye(7)[labels], ModelMetadata(name="x", version=1, architecture="a").classes)
+    meta = ModelMetadata(name="jaffe_model", version=3, architecture="resnet18-standard-stem", metrics={"test": figures},
+                         training_config={"data": {"format": "jaffe_csv", "path": "/data/jaffe/labels.csv", "val_split": "val"}},
+                         extra={"epochs_trained": 2, "best_epoch": 1})
+    card = model_card(meta)
+    assert "| test (served) | 100.0% | 100.0% |" in card and "### Per class (test)" in card
+    assert "training part of labels.csv (jaffe_csv)" in card and "held-out test part" in card
+    assert "FER2013's" not in card

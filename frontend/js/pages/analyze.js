@@ -1,6 +1,6 @@
 // Analysis: choose or drop a photo, preview it, add notes, run, watch progress, see the result.
 import { limits, megabytes, request } from "../api.js";
-import { alertBox, announce, field, h, onSubmit } from "../dom.js";
+import { acceptDrops, alertBox, announce, field, h, onSubmit } from "../dom.js";
 import { resultView } from "./result.js";
 
 export function analyzePage(ctx) {
@@ -42,20 +42,7 @@ export function analyzePage(ctx) {
     preview.hidden = false;
   }
 
-  input.addEventListener("change", () => choose(input.files[0]));
-  zone.addEventListener("dragover", (event) => {
-    event.preventDefault();
-    zone.classList.add("dragging");
-  });
-  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
-  zone.addEventListener("drop", (event) => {
-    event.preventDefault();
-    zone.classList.remove("dragging");
-    const dropped = event.dataTransfer?.files;
-    if (!dropped?.length) return;
-    input.files = dropped;
-    choose(dropped[0]);
-  });
+  acceptDrops(zone, input, (files) => choose(files[0]));
 
   const form = h(
     "form",

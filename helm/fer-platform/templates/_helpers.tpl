@@ -50,6 +50,9 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- define "fer.authDbSecret" -}}
 {{- .Values.auth.database.existingSecret | default (printf "%s-auth-db" (include "fer.fullname" .)) -}}
 {{- end -}}
+{{- define "fer.inferenceDbSecret" -}}
+{{- .Values.inference.database.existingSecret | default (printf "%s-inference-db" (include "fer.fullname" .)) -}}
+{{- end -}}
 {{- define "fer.reportsDbSecret" -}}
 {{- .Values.reports.database.existingSecret | default (printf "%s-reports-db" (include "fer.fullname" .)) -}}
 {{- end -}}

@@ -388,3 +388,89 @@ async def test_admin_bootstrap(auth_service):
     assert admin.role == "admin"
     again = await ensure_admin(auth_service, email, PASSWORD)
     assert again.id == admin.id
+
+
+def set_account(stub, user_id: str, **changes):
+    """AdminUpdateUser as the gateway calls it for an administrator."""
+    return stub.AdminUpdateUser(auth_pb2.AdminUpdateUserRequest(user_id=user_id, admin_id="test-admin", **changes))
+
+
+async def test_a_disabled_account_is_refused_everywhere_until_enabled(stub):
+    email = unique_email()
+    user = await register(stub, email=email)
+    pair = await login(stub, email)
+    assert not (await in_session(stub, user, session_of(pair.access_token))).disabled
+    assert (await set_account(stub, user.id, disabled=True)).disabled
+
+    # Its access tokens (the gateway asks GetUser on every request) and refresh tokens stop at once.
+    for call in (in_session(stub, user, session_of(pair.access_token)), stub.GetUser(auth_pb2.GetUserRequest(user_id=user.id)),
+                 stub.Refresh(auth_pb2.RefreshRequest(refresh_token=pair.refresh_token))):
+        error = await expect_code(grpc.StatusCode.UNAUTHENTICATED, call)
+        assert "this account is disabled" in error.details()
+    # A wrong password gets the usual answer: only who knows the password learns the account is disabled.
+    error = await expect_code(grpc.StatusCode.UNAUTHENTICATED, login(stub, email, "Wrong-pass-1"))
+    assert error.details() == "wrong email or password"
+    error = await expect_code(grpc.StatusCode.PERMISSION_DENIED, login(stub, email))
+    assert "this account is disabled" in error.details()
+
+    # Enabled again, it logs in; the sessions that disabling ended stay ended.
+    assert not (await set_account(stub, user.id, disabled=False)).disabled
+    fresh = await login(stub, email)
+    assert (await in_session(stub, user, session_of(fresh.access_token))).id == user.id
+    await expect_code(grpc.StatusCode.UNAUTHENTICATED, in_session(stub, user, session_of(pair.access_token)))
+    await expect_code(grpc.StatusCode.UNAUTHENTICATED, stub.Refresh(auth_pb2.RefreshRequest(refresh_token=pair.refresh_token)))
+
+
+async def test_an_administrator_changes_roles_and_bad_changes_are_refused(stub):
+    first, second = await register(stub), await register(stub)
+    assert (await set_account(stub, first.id, role=auth_pb2.ROLE_ADMIN)).role == auth_pb2.ROLE_ADMIN
+    assert (await set_account(stub, second.id, role=auth_pb2.ROLE_ADMIN)).role == auth_pb2.ROLE_ADMIN
+    demoted = await set_account(stub, first.id, role=auth_pb2.ROLE_USER)  # another administrator is left
+    assert demoted.role == auth_pb2.ROLE_USER
+    assert (await stub.GetUser(auth_pb2.GetUserRequest(user_id=first.id))).role == auth_pb2.ROLE_USER
+
+    for user_id in (str(uuid.uuid4()), "not-an-id", "nul\x00"):
+        await expect_code(grpc.StatusCode.NOT_FOUND, set_account(stub, user_id, disabled=True))
+    await expect_code(grpc.StatusCode.INVALID_ARGUMENT, set_account(stub, first.id, role=auth_pb2.ROLE_UNSPECIFIED))
+    await expect_code(grpc.StatusCode.INVALID_ARGUMENT, set_account(stub, first.id))
+    # The account's own UpdateUser has no role or disabled field to set.
+    assert {"role", "disabled"}.isdisjoint(auth_pb2.UpdateUserRequest.DESCRIPTOR.fields_by_name)
+
+
+async def test_users_are_searched_in_any_case_and_paged_newest_first(stub):
+    marker = uuid.uuid4().hex[:8]
+    users = [await register(stub, email=unique_email(f"pg{marker}"), name=f"Tester {marker} {n}") for n in range(3)]
+    other = await register(stub, name=f"Zed {marker.upper()}")
+
+    async def search(query: str, page_size: int = 0, page_token: str = ""):
+        page = common_pb2.PageRequest(page_size=page_size, page_token=page_token)
+        return await stub.ListUsers(auth_pb2.ListUsersRequest(query=query, page=page))
+
+    by_email = await search(f"PG{marker.upper()}")  # part of the emails, in another case
+    assert [u.id for u in by_email.users] == [u.id for u in reversed(users)] and by_email.page.total == 3
+    by_name = await search(f"  {marker.upper()} ")  # the display names, whatever the case
+    assert [u.id for u in by_name.users] == [other.id, *(u.id for u in reversed(users))]
+
+    first = await search(marker, page_size=3)
+    assert len(first.users) == 3 and first.page.next_page_token and first.page.total == 4
+    rest = await search(marker, page_size=3, page_token=first.page.next_page_token)
+    assert [u.id for u in rest.users] == [users[0].id] and rest.page.next_page_token == ""
+
+    assert (await search(f"%{marker}")).page.total == 0  # LIKE's wildcards are plain characters here
+    everyone = await search("", page_size=100)
+    assert everyone.page.total >= 4 and len(everyone.users) <= 100
+    for bad in (search("", page_token="not a token!"), search("", page_size=101), search("nul\x00"), search("x" * 321)):
+        await expect_code(grpc.StatusCode.INVALID_ARGUMENT, bad)
+
+
+async def test_create_admin_enables_a_disabled_account(auth_service, stub):
+    from services.auth.server import ensure_admin
+
+    email = unique_email("admin")
+    kept = await ensure_admin(auth_service, unique_email("admin"), PASSWORD)  # so disabling leaves one
+    admin = await ensure_admin(auth_service, email, PASSWORD)
+    assert (await set_account(stub, admin.id, disabled=True)).disabled
+    await expect_code(grpc.StatusCode.PERMISSION_DENIED, login(stub, email))
+    await ensure_admin(auth_service, email, PASSWORD)  # the operator's way back in
+    assert (await login(stub, email)).access_token
+    assert kept.role == "admin"

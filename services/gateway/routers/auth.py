@@ -48,9 +48,10 @@ async def register(body: RegisterIn, address: ClientAddress, auth: AuthStub) -> 
     return UserOut.from_proto(user)
 
 
-@router.post("/token", response_model=TokenOut, responses=errors(401, 429))
+@router.post("/token", response_model=TokenOut, responses=errors(401, 403, 429))
 async def token(form: Annotated[OAuth2PasswordRequestForm, Depends()], address: ClientAddress, auth: AuthStub) -> TokenOut:
-    """OAuth2 password flow: `username` is the email. Failed logins are limited (429 with Retry-After)."""
+    """OAuth2 password flow: `username` is the email. Failed logins are limited (429 with Retry-After). The
+    right password of an account an administrator disabled is a 403 that says so."""
     pair = await auth.Authenticate(auth_pb2.AuthenticateRequest(email=form.username, password=form.password, client_address=address))
     return TokenOut.from_proto(pair)
 

@@ -19,6 +19,8 @@ ADMIN_ROUTES = [
     ("POST", f"{API}/training-jobs", {"dataset": "fer2013/fer2013.csv.gz", "recipe": "fer2013_resnet18_gpu"}),
     ("GET", f"{API}/training-jobs", None),
     ("GET", f"{API}/training-jobs/job-1", None),
+    ("GET", f"{API}/admin/users", None),
+    ("PATCH", f"{API}/admin/users/user-2", {"disabled": True}),
 ]
 USER_ROUTES = [
     ("GET", f"{API}/users/me", None),
@@ -31,6 +33,9 @@ USER_ROUTES = [
     ("GET", f"{API}/reports/report-1", None),
     ("GET", f"{API}/reports/report-1/download", None),
     ("GET", f"{API}/models", None),
+    ("GET", f"{API}/models/fer/versions/1/confusion_matrix.png", None),
+    ("GET", f"{API}/models/fer/versions/1/report", None),
+    ("GET", f"{API}/models/fer/versions/1/card", None),
 ]
 
 

@@ -30,6 +30,10 @@ def operations() -> dict[tuple[str, str], dict]:
     ("GET", f"{API}/reports/{{report_id}}/download", {401, 404, 409, 503}),
     ("POST", f"{API}/models/{{name}}/versions/{{version}}:promote", {401, 403, 404, 422, 503}),
     ("GET", f"{API}/training-jobs", {401, 403, 503}),
+    ("GET", f"{API}/admin/users", {401, 403, 422, 503}),
+    ("PATCH", f"{API}/admin/users/{{user_id}}", {400, 401, 403, 404, 409, 413, 422, 503}),
+    ("POST", f"{API}/auth/token", {403}),
+    ("GET", f"{API}/models/{{name}}/versions/{{version}}/report", {401, 404, 422, 503}),
     ("GET", "/readyz", {503}),
 ])
 def test_the_statuses_a_route_answers_are_declared(operations, method, path, statuses):

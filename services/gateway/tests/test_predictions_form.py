@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from fer.v1 import auth_pb2, common_pb2, inference_pb2, reports_pb2
+from ferkit import limits
 from ferkit.limits import IMAGE_MAX_PIXELS, IMAGE_MAX_SIDE, NOTES_MAX_CHARS
 from ferkit.vision import CLASSES
 from services.gateway.app import create_app
@@ -96,7 +97,12 @@ async def test_the_limits_are_published(gateway):
     reply = await gateway.get(f"{API}/limits")
     assert reply.status_code == 200
     assert reply.json() == {"upload_max_bytes": Settings().max_upload_bytes, "image_max_pixels": IMAGE_MAX_PIXELS,
-                            "image_max_side": IMAGE_MAX_SIDE, "notes_max_chars": NOTES_MAX_CHARS}
+                            "image_max_side": IMAGE_MAX_SIDE, "notes_max_chars": NOTES_MAX_CHARS,
+                            "batch_max_photos": limits.BATCH_MAX_PHOTOS, "batch_max_bytes": limits.BATCH_MAX_BYTES,
+                            "archive_max_members": limits.ARCHIVE_MAX_MEMBERS, "archive_max_ratio": limits.ARCHIVE_MAX_RATIO,
+                            "video_max_bytes": limits.VIDEO_MAX_BYTES, "video_max_seconds": limits.VIDEO_MAX_SECONDS,
+                            "video_default_fps": limits.VIDEO_DEFAULT_FPS, "video_max_fps": limits.VIDEO_MAX_FPS,
+                            "live_frame_max_bytes": limits.LIVE_FRAME_MAX_BYTES}
 
 
 def test_the_openapi_schema_documents_mode_and_uncertain():

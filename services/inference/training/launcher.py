@@ -4,14 +4,19 @@ from __future__ import annotations
 import enum
 import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from services.inference.training.spec import TrainingJobSpec
 
-# Counted once per job and process: "created" at launch, "succeeded"/"failed" when first seen finished.
-TRAINING_JOBS = Counter("training_jobs_total", "Training jobs by status: created, succeeded, failed.", ["status"])
+# Counted once per job and process: "created" at launch, "succeeded"/"failed"/"cancelled" when first
+# seen finished.
+TRAINING_JOBS = Counter("training_jobs_total", "Training jobs by status: created, succeeded, failed, cancelled.",
+                        ["status"])
+# Observed once per job, by the replica that records its end.
+TRAINING_JOB_SECONDS = Histogram("training_job_duration_seconds", "From submission to the end of a training job, by outcome.",
+                                 ["status"], buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400))
 
 
 class JobStatus(str, enum.Enum):
@@ -19,9 +24,10 @@ class JobStatus(str, enum.Enum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
-FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED)
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -35,9 +41,27 @@ class JobNotFound(LookupError):
 
 
 class TrainingLauncher(Protocol):
+    # A job's status when the launcher no longer knows it and its end was never seen.
+    lost_message: str
+
+    def check(self, spec: TrainingJobSpec) -> None:
+        """InvalidJob when the job cannot run here (what can be checked before it starts)."""
+
     def launch(self, spec: TrainingJobSpec) -> str: ...
 
-    def status(self, job_id: str) -> JobState: ...
+    def status(self, job_id: str) -> JobState:
+        """JobNotFound when the launcher does not know the job (any more)."""
+
+    def progress(self, job_id: str) -> dict[str, Any] | None:
+        """training.progress's dict, or None before the first report (or when it cannot be read)."""
+
+    def log_tail(self, job_id: str, lines: int) -> str: ...
+
+    def cancel(self, job_id: str) -> None:
+        """Stops the job's processes; JobNotFound when there is nothing to stop."""
+
+    def shutdown(self) -> list[str]:
+        """The service is stopping: ends what would not outlive it; returns those jobs' ids."""
 
 
 def job_name(job_id: str) -> str:

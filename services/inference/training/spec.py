@@ -7,14 +7,23 @@ import shlex
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-# The third step (see the package's docstring).
+# The last step (see the package's docstring).
 ANNOUNCE_MODULE = "services.inference.training.announce"
+# What `training evaluate` writes and `training train` leaves in the run directory, copied into the version.
+EVALUATION_FILES = ("report.md", "confusion_matrix.png", "confusion_matrix.json")
+RUN_FILES = ("training_curve.png", "history.csv")
+STEP_NAMES = ("train", "evaluate", "export", "announce")
 _JOB_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 _RECIPE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 class InvalidJob(ValueError):
     """A request no job can be made of."""
+
+
+def is_job_id(value: str) -> bool:
+    """Whether `value` has a job id's form (anything else names no job)."""
+    return bool(_JOB_ID_RE.fullmatch(value))
 
 
 @dataclass(frozen=True)
@@ -28,7 +37,7 @@ class TrainingJobSpec:
 
     def __post_init__(self) -> None:
         # The id becomes part of a Kubernetes object name and a label value: DNS-1123, short.
-        if not _JOB_ID_RE.match(self.job_id):
+        if not is_job_id(self.job_id):
             raise InvalidJob(f"job id {self.job_id!r} must be lower-case alphanumerics and '-', at most 40 chars")
         _check_relative(self.dataset, "dataset")
         if self.recipe.endswith((".yaml", ".yml")):
@@ -74,11 +83,17 @@ def training_steps(spec: TrainingJobSpec, *, data_dir: str, model_repository: st
     ]
     for item in spec.overrides:
         train += ["--set", item]
-    train += ["--out", run_dir, "--cache-dir", f"{work_dir.rstrip('/')}/cache", "--no-progress"]
+    cache = f"{work_dir.rstrip('/')}/cache"
+    train += ["--out", run_dir, "--cache-dir", cache, "--no-progress"]
+    # The checkpoint chosen on the validation split, measured on the held-out test split of the same data.
+    evaluation = f"{run_dir}/evaluation"
+    evaluate = [python, "-m", "training", "evaluate", f"{run_dir}/best.pt", "--out", evaluation, "--cache-dir", cache]
     export = [python, "-m", "training", "export", f"{run_dir}/best.pt",
-              "--repo", model_repository, "--name", spec.model_name]
+              "--repo", model_repository, "--name", spec.model_name, "--metrics", f"{evaluation}/metrics.json",
+              "--attach", *(f"{evaluation}/{name}" for name in EVALUATION_FILES),
+              *(f"{run_dir}/{name}" for name in RUN_FILES)]
     announce = [python, "-m", ANNOUNCE_MODULE, "--repo", model_repository, "--name", spec.model_name]
-    return [train, export, announce]
+    return [train, evaluate, export, announce]
 
 
 def steps_script(steps: list[list[str]]) -> str:

@@ -169,7 +169,7 @@ async def test_poison_job_is_dead_lettered_and_failed(client, reports_settings):
     assert "rendering failed after 3 attempts" in report.error and "truncated" in report.error, report.error
     assert metric("reports_jobs_total", outcome="retried") >= retried_before + 2
     letters = [(json.loads(body), headers) for body, headers in dead_letters(reports_settings)]
-    mine = [headers for body, headers in letters if body["report_id"] == report.id]
+    mine = [headers for body, headers in letters if body["id"] == report.id]
     assert len(mine) == 1 and "after 3 attempts" in mine[0]["x-error"]
     assert metric("reports_dead_lettered_total") >= dead_before + 1
     # A failed report has no file; asking for one says why.

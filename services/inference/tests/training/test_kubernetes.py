@@ -23,8 +23,14 @@ except ImportError as exc:  # fail loudly: these tests must never be skipped sil
         "(or pip install kubernetes kmock kubernetes-validate)") from exc
 
 from services.inference.config import TrainingSettings
-from services.inference.training.kubernetes import JOB_ID_LABEL, KubernetesLauncher, build_job, job_state_from_status
-from services.inference.training.launcher import JobNotFound, JobStatus, job_name
+from services.inference.training.kubernetes import (
+    JOB_ID_LABEL,
+    KubernetesLauncher,
+    build_job,
+    failure_message,
+    job_state_from_status,
+)
+from services.inference.training.launcher import JobNotFound, JobState, JobStatus, job_name
 from services.inference.training.spec import TrainingJobSpec
 
 K8S_VERSION = "1.31.0"
@@ -105,8 +111,18 @@ def test_job_body_carries_volumes_limits_and_lifecycle() -> None:
     assert lines[0] == "set -eu"  # a failed step must fail the Job
     assert lines[1].startswith("torchrun --standalone --nproc_per_node=2 -m training train training/configs/fer2013_resnet18.yaml")
     assert "--set data.path=/data/fer2013/fer2013.csv.gz" in lines[1] and "--out /work/runs/abc-123" in lines[1]
-    assert lines[2] == "python -m training export /work/runs/abc-123/best.pt --repo /models --name fer_resnet18"
-    assert lines[3] == "python -m services.inference.training.announce --repo /models --name fer_resnet18"
+    assert lines[2] == ("python -m training evaluate /work/runs/abc-123/best.pt --out /work/runs/abc-123/evaluation "
+                        "--cache-dir /work/runs/cache")
+    assert lines[3] == ("python -m training export /work/runs/abc-123/best.pt --repo /models --name fer_resnet18 "
+                        "--metrics /work/runs/abc-123/evaluation/metrics.json --attach "
+                        "/work/runs/abc-123/evaluation/report.md /work/runs/abc-123/evaluation/confusion_matrix.png "
+                        "/work/runs/abc-123/evaluation/confusion_matrix.json /work/runs/abc-123/training_curve.png "
+                        "/work/runs/abc-123/history.csv")
+    assert lines[4] == "python -m services.inference.training.announce --repo /models --name fer_resnet18"
+    # A failing step's `error:` line becomes the pod's termination message (else the end of its log).
+    container = _container(body)
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert env["TRAINING_ERROR_FILE"]["value"] == container["terminationMessagePath"] == "/dev/termination-log"
 
 
 def test_job_pod_meets_pod_security_restricted() -> None:
@@ -244,6 +260,67 @@ def test_duplicate_and_unknown_jobs(emulator) -> None:
     launcher.delete("dup")
     with pytest.raises(JobNotFound):
         launcher.status("dup")
+
+
+@pytest.mark.parametrize("termination, reason, cause", [
+    ("error: train: dataset.csv: no such file or directory\n", "Error", "train: dataset.csv: no such file or directory"),
+    # FallbackToLogsOnError: the log's end, with the CLI's line before torchrun's own report.
+    ("epoch 1/3 ...\nerror: bad row 3\nTraceback (most recent call last):\n  ...\nChildFailedError: boom\n", "Error", "bad row 3"),
+    # No `error:` line: what the Job, the container and the output's last line say.
+    ("Traceback (most recent call last):\n  File x\nMemoryError\n\n", "Error", "backoff; last output: MemoryError"),
+    ("", "OOMKilled", "backoff; OOMKilled"),
+    ("", "", "backoff"),
+])
+def test_the_cause_of_a_failure_is_one_line(termination: str, reason: str, cause: str) -> None:
+    assert failure_message("backoff", termination, reason) == cause
+
+
+def _pod(core: client.CoreV1Api, job_id: str, name: str, terminated: dict | None = None) -> None:
+    """Plays the Job controller and the kubelet: a pod of the job, terminated as given."""
+    state = {"terminated": {"exitCode": 2, **terminated}} if terminated else {"running": {}}
+    core.create_namespaced_pod(NS, {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": {JOB_ID_LABEL: job_id}},
+        "spec": {"containers": [{"name": "train", "image": "x"}]},
+        "status": {"containerStatuses": [{"name": "train", "image": "x", "imageID": "", "ready": False,
+                                          "restartCount": 0, "state": state}]}})
+
+
+def test_a_failed_job_says_why_from_its_pod(emulator) -> None:
+    _, api = emulator
+    launcher = KubernetesLauncher(GPU_CFG, api_client=api)
+    launcher.launch(TrainingJobSpec(job_id="run-3", dataset="absent.csv", recipe="r", gpus=1))
+    _pod(client.CoreV1Api(api), "other", "fer-train-other-x", {"message": "error: train: not this one\n"})
+    _pod(client.CoreV1Api(api), "run-3", "fer-train-run-3-x", {"message": "error: train: /data/absent.csv: no such file or directory\n"})
+    _set_status(api, "run-3", {"failed": 1, "conditions": [
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]})
+    state = launcher.status("run-3")
+    assert state == JobState(JobStatus.FAILED, "train: /data/absent.csv: no such file or directory")
+
+
+def test_progress_log_and_cancel_of_a_running_job(emulator) -> None:
+    km, api = emulator
+    launcher = KubernetesLauncher(GPU_CFG, api_client=api)
+    launcher.launch(TrainingJobSpec(job_id="run-4", dataset="d.csv", recipe="r", gpus=1))
+    assert launcher.progress("run-4") is None and launcher.log_tail("run-4", 10) == ""  # no pod yet
+    _pod(client.CoreV1Api(api), "run-4", "fer-train-run-4-x")
+    log_text = ("2026-12-01 INFO training.engine: progress: {\"epoch\": 0, \"epochs\": 3, \"train_loss\": null, \"val_accuracy\": null}\n"
+                "2026-12-01 INFO training.engine: epoch 1/3 ...\n"
+                "2026-12-01 INFO training.engine: progress: {\"epoch\": 1, \"epochs\": 3, \"train_loss\": 1.5, \"val_accuracy\": 0.4}\n"
+                "2026-12-01 INFO training.engine: progress: {\"epoch\": 2, \"epochs\": 3, \"train_loss\": 1.2, \"val_accuracy\": 0.5}\n")
+    km[f"get /api/v1/namespaces/{NS}/pods/fer-train-run-4-x/log"] << log_text.encode()
+    assert launcher.progress("run-4") == {"epoch": 2, "epochs": 3, "train_loss": 1.2, "val_accuracy": 0.5, "history": [
+        {"epoch": 1, "train_loss": 1.5, "val_accuracy": 0.4}, {"epoch": 2, "train_loss": 1.2, "val_accuracy": 0.5}]}
+    assert launcher.log_tail("run-4", 10) == log_text  # the emulator ignores tail_lines; the API server does not
+
+    cancelled = _count("cancelled")
+    launcher.cancel("run-4")
+    with pytest.raises(JobNotFound):
+        launcher.status("run-4")
+    assert _count("cancelled") == cancelled + 1
+    with pytest.raises(JobNotFound):
+        launcher.cancel("run-4")
+    assert launcher.shutdown() == []  # Jobs outlive the service
 
 
 def test_training_settings_read_every_kind_of_field(monkeypatch: pytest.MonkeyPatch) -> None:

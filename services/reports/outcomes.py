@@ -1,0 +1,45 @@
+"""What every job handler (report, batch, video) answers for one delivery, and what the worker and the
+in-process queue do with it."""
+from dataclasses import dataclass
+from enum import Enum
+
+import grpc
+
+from services.reports.config import Settings
+
+# Rows a job still has work on.
+ACTIVE = ("queued", "running")
+# Answers of the inference or auth service that say "not now" rather than "not this photo (or frame)":
+# the work stays queued for a later slice.
+TRANSIENT = frozenset({
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.CANCELLED,
+})
+
+
+class Outcome(str, Enum):
+    DONE = "done"  # finished and stored: acknowledge
+    SKIPPED = "skipped"  # already done or failed (a redelivery): acknowledge
+    CONTINUE = "continue"  # a slice of the work is stored and more remains: publish the continuation, then acknowledge
+    RETRY = "retry"  # this attempt failed: try again after delay_s
+    FAILED = "failed"  # failed for good: dead-letter
+
+
+@dataclass
+class JobResult:
+    outcome: Outcome
+    # Which back-off step a retry waits on (1 = the first).
+    attempt: int = 0
+    delay_s: float = 0.0
+    error: str = ""
+
+
+def backoff_s(settings: Settings, streak: int) -> float:
+    """The wait before slice `streak` of a batch or video that made no progress (1 = the first): the
+    report retry delays in turn, then the last one for as long as it takes. Never given up: the photos
+    and frames wait for the inference or auth service to come back."""
+    delays = settings.retry_delays_s
+    return delays[min(max(streak, 1), len(delays)) - 1] if delays else 1.0
