@@ -180,6 +180,11 @@ class Tunable:
     choices: tuple[str, ...] = ()
     above_low: bool = False  # `low` itself is refused (a learning rate of 0 trains nothing)
 
+    @property
+    def type_name(self) -> str:
+        """As JSON Schema names it (the console builds its form fields from these)."""
+        return {int: "integer", float: "number", str: "string", bool: "boolean"}[self.kind]
+
     def describe(self) -> str:
         if self.choices:
             return f"one of {', '.join(self.choices)}"
@@ -187,6 +192,14 @@ class Tunable:
             return "true or false"
         low = f"> {self.low:g}" if self.above_low else f">= {self.low:g}"
         return f"{'an integer' if self.kind is int else 'a number'} {low} and <= {self.high:g}"
+
+
+# The recipes that ship with the project: a job names one of these, or a relative .yaml path.
+RECIPES_DIR = Path(__file__).parent / "configs"
+
+
+def recipe_names() -> list[str]:
+    return sorted(path.stem for path in RECIPES_DIR.glob("*.yaml"))
 
 
 # The fields a job's `overrides` may set (dotted as in `--set`), each with what it accepts. Everything

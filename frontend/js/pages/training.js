@@ -4,14 +4,6 @@ import { pollWhile, request, requestText } from "../api.js";
 import { alertBox, announce, field, formatDate, h, onSubmit } from "../dom.js";
 import { adminOnly, confirmDialog, consoleNav, figure } from "./console.js";
 
-// The recipes that ship in training/configs (the API lists none; a recipe path outside these works too).
-const RECIPES = ["jaffe_resnet18", "fer2013_resnet18_cpu", "fer2013_resnet18_gpu", "ferplus_resnet18_soft", "ckplus_mobilenet", "affectnet_resnet18_landmarks"];
-// training.config.TUNABLE: the recipe fields a job may override (the server checks types and ranges).
-const TUNABLE = [
-  "epochs", "batch_size", "eval_batch_size", "max_steps_per_epoch", "label_smoothing", "class_balance", "ema_decay", "seed",
-  "num_threads", "optim.name", "optim.lr", "optim.momentum", "optim.weight_decay", "optim.warmup_epochs", "model.stem",
-  "model.dropout", "augment.flip", "augment.rotate_deg", "augment.erasing_p", "augment.mixup_alpha", "augment.cutmix_alpha", "data.limit",
-];
 const running = (job) => job.status === "queued" || job.status === "running";
 const STATUS_WORDS = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled" };
 const LOG_LINES = 200;
@@ -20,7 +12,8 @@ export const trainingPage = adminOnly(async (ctx) => {
   const token = ctx.query.get("page") || "";
   const query = new URLSearchParams({ page_size: "20" });
   if (token) query.set("page_token", token);
-  const jobs = await request(`/training-jobs?${query}`);
+  // The recipes and tunable fields come from the server (training.config is their one home).
+  const [jobs, options] = await Promise.all([request(`/training-jobs?${query}`), request("/training-jobs/options")]);
   return {
     title: "Training",
     node: h(
@@ -28,7 +21,7 @@ export const trainingPage = adminOnly(async (ctx) => {
       {},
       h("h1", {}, "Training"),
       consoleNav("#/console/training"),
-      startForm(ctx),
+      startForm(ctx, options),
       jobList(jobs, token),
     ),
   };
@@ -36,7 +29,7 @@ export const trainingPage = adminOnly(async (ctx) => {
 
 // ---- the form --------------------------------------------------------------------------------------------
 
-function startForm(ctx) {
+function startForm(ctx, options) {
   const error = alertBox();
   const fields = {};
   const named = (key, label, attrs, hint) => {
@@ -47,8 +40,10 @@ function startForm(ctx) {
     fields[key] = { input, message };
     return node;
   };
-  const recipes = h("datalist", { id: "train-recipes" }, RECIPES.map((name) => h("option", { value: name })));
-  const keys = h("datalist", { id: "train-keys" }, TUNABLE.filter((key) => !["epochs", "batch_size", "optim.lr"].includes(key)).map((key) => h("option", { value: key })));
+  const recipes = h("datalist", { id: "train-recipes" }, options.recipes.map((name) => h("option", { value: name })));
+  const keys = h("datalist", { id: "train-keys" }, options.overrides
+    .filter((field) => !["epochs", "batch_size", "optim.lr"].includes(field.key))
+    .map((field) => h("option", { value: field.key }, describe(field))));
   const rows = h("ul", { class: "override-rows", "aria-label": "Other settings" });
   let rowCount = 0;
 
@@ -459,4 +454,13 @@ function drawChart(canvas, points, { title, color, epochs, percent = false }) {
     g.arc(x(epoch), y(value), 3, 0, Math.PI * 2);
     g.fill();
   }
+}
+
+/** What a tunable field accepts, in words (the key list's hints). */
+function describe(field) {
+  if (field.choices.length) return `one of ${field.choices.join(", ")}`;
+  if (field.type === "boolean") return "true or false";
+  const low = field.minimum === null ? "" : `${field.exclusive_minimum ? ">" : "≥"} ${field.minimum}`;
+  const high = field.maximum === null ? "" : `≤ ${field.maximum}`;
+  return [field.type === "integer" ? "an integer" : "a number", low, high].filter(Boolean).join(" ");
 }

@@ -102,6 +102,34 @@ async def list_training_jobs(admin: AdminUser, training: TrainingStub, page_size
     return TrainingJobPage.of([TrainingJobOut.from_proto(job) for job in page.jobs], page.page)
 
 
+class TunableFieldOut(BaseModel):
+    key: str = Field(description="Dotted as in the recipe, e.g. optim.lr.")
+    type: str = Field(description="integer, number, string or boolean.")
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = Field(description="The minimum itself is refused.")
+    choices: list[str] = Field(description="For strings: the only values accepted.")
+
+
+class TrainingOptionsOut(BaseModel):
+    recipes: list[str] = Field(description="Recipe names this deployment carries (training/configs).")
+    overrides: list[TunableFieldOut] = Field(description="The fields `overrides` may set, with the values each accepts.")
+
+
+# Declared before /{job_id}, which would otherwise take "options" for a job id.
+@router.get("/options", response_model=TrainingOptionsOut)
+async def training_options(admin: AdminUser, training: TrainingStub) -> TrainingOptionsOut:
+    """What a job may be started with: the recipes and the tunable fields (the console's form is built from it)."""
+    options = await training.GetTrainingOptions(common_pb2.Empty())
+    return TrainingOptionsOut(recipes=list(options.recipes), overrides=[
+        from_message(TunableFieldOut, field,
+                     minimum=field.minimum if field.HasField("minimum") else None,
+                     maximum=field.maximum if field.HasField("maximum") else None,
+                     choices=list(field.choices))
+        for field in options.overrides
+    ])
+
+
 @router.get("/{job_id}", response_model=TrainingJobOut, responses=errors(404))
 async def get_training_job(job_id: str, admin: AdminUser, training: TrainingStub) -> TrainingJobOut:
     return TrainingJobOut.from_proto(await training.GetTrainingJob(inference_pb2.GetTrainingJobRequest(id=job_id)))

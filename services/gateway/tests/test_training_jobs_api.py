@@ -109,7 +109,8 @@ def refusal(reply) -> str:
 
 
 @pytest.mark.parametrize(("method", "path"), [
-    ("POST", JOBS), ("GET", JOBS), ("GET", f"{JOBS}/job-1"), ("GET", f"{JOBS}/job-1/log"), ("POST", f"{JOBS}/job-1:cancel"),
+    ("POST", JOBS), ("GET", JOBS), ("GET", f"{JOBS}/options"), ("GET", f"{JOBS}/job-1"), ("GET", f"{JOBS}/job-1/log"),
+    ("POST", f"{JOBS}/job-1:cancel"),
 ])
 async def test_every_route_is_for_administrators_only(training_gateway, method, path):
     client = training_gateway
@@ -236,3 +237,22 @@ async def test_job_records_survive_a_restart_of_the_service(training_gateway):
     assert lost["status"] == "failed" and lost["message"].startswith("interrupted: the inference service stopped")
     ids = [job["id"] for job in (await client.get(JOBS, headers=client.admin_headers)).json()["items"]]
     assert ids.index(running["id"]) < ids.index(done["id"])
+
+
+async def test_the_options_are_the_shipped_recipes_and_the_tunable_fields(training_gateway):
+    from training.config import TUNABLE
+
+    client = training_gateway
+    reply = await client.get(f"{JOBS}/options", headers=client.admin_headers)
+    assert reply.status_code == 200, reply.text
+    options = reply.json()
+    shipped = sorted(p.stem for p in (Path(__file__).resolve().parents[3] / "training" / "configs").glob("*.yaml"))
+    assert options["recipes"] == shipped and "jaffe_resnet18" in shipped
+    fields = {f["key"]: f for f in options["overrides"]}
+    assert list(fields) == list(TUNABLE)
+    assert fields["epochs"] == {"key": "epochs", "type": "integer", "minimum": 1, "maximum": 1000, "exclusive_minimum": False,
+                                "choices": []}
+    assert fields["optim.lr"]["type"] == "number" and fields["optim.lr"]["exclusive_minimum"] is True
+    assert fields["model.stem"]["type"] == "string" and fields["model.stem"]["choices"] == ["standard", "s1pool", "s1"]
+    assert fields["augment.flip"] == {"key": "augment.flip", "type": "boolean", "minimum": None, "maximum": None,
+                                      "exclusive_minimum": False, "choices": []}

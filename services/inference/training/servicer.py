@@ -11,6 +11,7 @@ from ferkit.db import to_timestamp
 from services.inference.errors import guarded
 from services.inference.training.records import JobRecord
 from services.inference.training.store import TrainingJobs
+from training.config import TUNABLE, recipe_names
 
 
 def progress_proto(progress: dict) -> inference_pb2.TrainingProgress:
@@ -47,6 +48,24 @@ def job_proto(record: JobRecord) -> inference_pb2.TrainingJob:
     return job
 
 
+def options_proto() -> inference_pb2.TrainingOptions:
+    """The recipes and tunable fields, from their one home (training.config)."""
+    fields = []
+    for key, tunable in TUNABLE.items():
+        field = inference_pb2.TunableField(key=key, type=tunable.type_name, exclusive_minimum=tunable.above_low,
+                                           choices=list(tunable.choices))
+        if tunable.low is not None:
+            field.minimum = tunable.low
+        if tunable.high is not None:
+            field.maximum = tunable.high
+        fields.append(field)
+    return inference_pb2.TrainingOptions(recipes=recipe_names(), overrides=fields)
+
+
+# Fixed for the life of the process: the recipes ship in the image.
+TRAINING_OPTIONS = options_proto()
+
+
 class TrainingServicer(inference_pb2_grpc.TrainingServiceServicer):
     def __init__(self, jobs: TrainingJobs) -> None:
         self.jobs = jobs
@@ -68,6 +87,9 @@ class TrainingServicer(inference_pb2_grpc.TrainingServiceServicer):
     @guarded
     async def CancelTrainingJob(self, request: inference_pb2.CancelTrainingJobRequest, context) -> inference_pb2.TrainingJob:
         return job_proto(await self.jobs.cancel(request.id, request.requested_by))
+
+    async def GetTrainingOptions(self, request: common_pb2.Empty, context) -> inference_pb2.TrainingOptions:
+        return TRAINING_OPTIONS
 
     async def ListTrainingJobs(self, request: common_pb2.PageRequest, context) -> inference_pb2.ListTrainingJobsResponse:
         size = request.page_size or 20
