@@ -14,8 +14,9 @@ class TrainingSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="INFERENCE_TRAINING_", extra="ignore", env_ignore_empty=True, frozen=True)
 
-    # "local" (a subprocess chain, `make dev`) or "kubernetes" (batch/v1 Jobs).
-    launcher: Literal["local", "kubernetes"] = "local"
+    # "local" (a subprocess chain, `make dev`), "kubernetes" (batch/v1 Jobs) or "none" (this deployment
+    # trains nowhere, e.g. the chart with training disabled: a new job is refused, never run in this pod).
+    launcher: Literal["local", "kubernetes", "none"] = "local"
     # Local jobs: datasets under data_dir (a job's dataset must exist there when it is asked for); runs
     # and logs written under var/.
     data_dir: str = "../shared/data"
@@ -64,6 +65,10 @@ class Settings(ServiceSettings):
     # backend of `make dev`) or "" (config.pbtxt, production on GPUs). Load requests send it back to
     # Triton with the versions to serve.
     triton_config_name: str = "local"
+    # A folder of <model name>.pbtxt files that, where set, is the served config instead of the model
+    # repository's: the chart mounts the config it renders from its values here, so a training export
+    # (which writes the repository's config.pbtxt) never changes how Triton serves.
+    triton_config_dir: str = ""
     # Deadline of one inference request to Triton, and attempts when Triton is unreachable.
     triton_timeout_s: float = 10.0
     triton_attempts: int = 3

@@ -10,7 +10,7 @@ import grpc
 
 from ferkit import images
 from services.inference.registry import NoModelDeployed, UnknownModel
-from services.inference.training.launcher import JobNotFound
+from services.inference.training.launcher import JobNotFound, TrainingDisabled
 from services.inference.training.spec import InvalidJob
 from services.inference.triton import ModelNotServing, TritonError, TritonUnavailable
 
@@ -37,7 +37,7 @@ def guarded(rpc: Rpc) -> Rpc:
         except NoModelDeployed as exc:
             log.error("%s", exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "no model is deployed yet; retry once one is")
-        except ModelNotServing as exc:
+        except (ModelNotServing, TrainingDisabled) as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except TritonError as exc:
             log.error("%s", exc)

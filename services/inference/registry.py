@@ -62,10 +62,12 @@ REGISTRY.register(PROMOTED_VERSIONS)
 
 class ModelRegistry:
     def __init__(self, repository: str | os.PathLike[str], triton: TritonClient, config_name: str = "local",
-                 state_dir: str | os.PathLike[str] | None = None, default_model: str = "fer_resnet18") -> None:
+                 state_dir: str | os.PathLike[str] | None = None, default_model: str = "fer_resnet18",
+                 config_dir: str | os.PathLike[str] | None = None) -> None:
         self.repository = Path(repository)
         self.triton = triton
         self.config_name = config_name
+        self.config_dir = Path(config_dir) if config_dir else None
         self.state_path = Path(state_dir or repository) / STATE_FILENAME
         self.default_model = default_model
         self._state: dict = {"models": {}}
@@ -130,8 +132,14 @@ class ModelRegistry:
         return self._read_state()["models"].get(name, {}).get("promoted")
 
     def config_text(self, name: str) -> str:
+        """The config Triton serves `name` with: the deployment's own (config_dir), else the repository's."""
         model_dir = self.repository / name
-        path = model_dir / "configs" / f"{self.config_name}.pbtxt" if self.config_name else model_dir / modelrepo.CONFIG_FILENAME
+        if self.config_dir is not None:
+            path = self.config_dir / f"{name}.pbtxt"
+        elif self.config_name:
+            path = model_dir / "configs" / f"{self.config_name}.pbtxt"
+        else:
+            path = model_dir / modelrepo.CONFIG_FILENAME
         try:
             return path.read_text(encoding="utf-8")
         except OSError as exc:

@@ -102,7 +102,8 @@ def build(settings: Settings) -> tuple[GrpcService, Runtime]:
         load_timeout_s=settings.triton_load_timeout_s,
     )
     registry = ModelRegistry(
-        settings.model_repository, triton, settings.triton_config_name, settings.state_dir or None, settings.model_name
+        settings.model_repository, triton, settings.triton_config_name, settings.state_dir or None, settings.model_name,
+        settings.triton_config_dir or None,
     )
     PROMOTED_VERSIONS.registry = registry
     detector = FaceDetector(settings.detector, settings.detector_workers, settings.detector_min_score)

@@ -183,8 +183,8 @@ def test_grpc_services_use_native_grpc_probes() -> None:
         assert c["readinessProbe"]["grpc"]["port"] == port
         assert c["livenessProbe"]["grpc"]["port"] == port
     (gw,) = containers(deployments["fer-fer-platform-gateway"])
-    assert gw["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert gw["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # The process, not its upstreams: one upstream down must not take login down with it.
+    assert gw["readinessProbe"]["httpGet"]["path"] == gw["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
 @pytest.mark.parametrize("values", VALUES_FILES, ids=VALUES_IDS)
@@ -430,6 +430,11 @@ def test_each_component_can_be_switched_off(settings: str) -> None:
         gateway = by_kind(docs, "Deployment")["fer-fer-platform-gateway"]
         env = {e["name"]: e.get("value") for e in containers(gateway)[0]["env"]}
         assert env[f"GATEWAY_{off.upper()}_ADDR"] == ""  # the gateway answers 503 for its routes
+    if settings == "training.enabled=false":
+        # No training anywhere: a job is refused, never run inside the inference pod (no torch there).
+        inference = by_kind(docs, "Deployment")["fer-fer-platform-inference"]
+        env = {e["name"]: e.get("value") for e in containers(inference)[0]["env"]}
+        assert env["INFERENCE_TRAINING_LAUNCHER"] == "none"
 
 
 # ---------------------------------------------------------------- a first install on a real cluster
@@ -498,3 +503,41 @@ def test_credentials_outlive_an_uninstall_like_the_volumes(values: str | None) -
             assert doc["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep", name
     if values == "monitoring-ingress.yaml":
         assert {"fer-fer-platform-admin", "fer-fer-platform-auth-db", "fer-fer-platform-amqp"} <= set(by_kind(docs, "Secret"))
+
+
+def test_inference_loads_versions_with_the_config_the_chart_renders(tmp_path: Path) -> None:
+    """A training export rewrites the repository's config.pbtxt (GPU, one instance); loads must keep
+    sending the release's own config, the one Triton starts with (the ConfigMap), or the chart's Triton
+    settings would silently revert after the first training run."""
+    from ferkit import modelrepo
+    from services.inference.registry import ModelRegistry
+
+    # A CPU Triton with three instances: not what an export writes.
+    docs = [d for d in yaml.safe_load_all(check(template("--set", "triton.gpu.enabled=false,triton.model.instanceCount=3"))) if d]
+    served = by_kind(docs, "ConfigMap")["fer-fer-platform-triton-model-config"]["data"]["config.pbtxt"]
+    assert instance_kind(triton_model_config(docs)) == "KIND_CPU"
+    deployment = by_kind(docs, "Deployment")["fer-fer-platform-inference"]
+    (server,) = containers(deployment)
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    mount = next(m for m in server["volumeMounts"] if m["name"] == "triton-model-config")
+    assert env["INFERENCE_TRITON_CONFIG_DIR"] == mount["mountPath"] and mount["readOnly"]
+    volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "triton-model-config")
+    assert volume["configMap"]["name"] == "fer-fer-platform-triton-model-config"
+    (item,) = volume["configMap"]["items"]
+    assert item == {"key": "config.pbtxt", "path": f"{triton_model_config(docs).name}.pbtxt"}
+
+    # What the pod sees: the ConfigMap's file, and a repository whose config.pbtxt an export just wrote.
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    (config_dir / item["path"]).write_text(served)
+    repo = tmp_path / "models"
+    name = triton_model_config(docs).name
+    modelrepo.write_model_configs(repo / name, name)
+    assert (repo / name / modelrepo.CONFIG_FILENAME).read_text() != served
+    registry = ModelRegistry(repo, triton=None, config_name=env["INFERENCE_TRITON_CONFIG_NAME"], config_dir=env["INFERENCE_TRITON_CONFIG_DIR"].replace(mount["mountPath"], str(config_dir)))
+    assert registry.config_text(name) == served
+
+    # An external Triton (triton.enabled=false) has no ConfigMap: the repository's config is served.
+    external = [d for d in yaml.safe_load_all(check(template("--set", "triton.enabled=false"))) if d]
+    (server,) = containers(by_kind(external, "Deployment")["fer-fer-platform-inference"])
+    assert "INFERENCE_TRITON_CONFIG_DIR" not in {e["name"] for e in server["env"]}

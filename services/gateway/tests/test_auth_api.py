@@ -1,5 +1,6 @@
 """The auth and account REST endpoints, through the gateway, over real gRPC to the auth service."""
 import base64
+import io
 import json
 import time
 
@@ -7,6 +8,7 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
+from PIL import Image
 
 from services.auth.tokens import AccessTokenIssuer
 from tests.fixtures.auth import changed_settings, register_and_login, session_of, start_gateway, unique_email
@@ -322,6 +324,30 @@ async def test_auth_down_is_503_and_readyz_says_so():
         assert response.status_code == 503 and "unavailable" in response.json()["detail"]
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"] == {"auth": False}
+    finally:
+        await client.aclose()
+        await lifespan.__aexit__(None, None, None)
+
+
+def small_png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), "white").save(out, format="PNG")
+    return out.getvalue()
+
+
+async def test_an_upstream_down_leaves_the_gateway_serving_what_does_not_need_it(auth_address):
+    """The probes' /healthz stays 200 with the inference and reports services unreachable, and login works;
+    only the routes that need them answer 503 (and /readyz, the operators' view, says which is down)."""
+    dead = f"127.0.0.1:{free_port()}"
+    app, client, lifespan = await start_gateway(auth_addr=auth_address, inference_addr=dead, reports_addr=dead)
+    try:
+        assert (await client.get("/healthz")).status_code == 200
+        user = await register_and_login(client)
+        assert (await client.get(f"{API}/users/me", headers=user["headers"])).status_code == 200
+        upload = await client.post(f"{API}/predictions", headers=user["headers"], files={"file": ("a.png", small_png(), "image/png")})
+        assert upload.status_code == 503 and upload.headers["retry-after"]
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"] == {"auth": True, "inference": False, "reports": False}
     finally:
         await client.aclose()
         await lifespan.__aexit__(None, None, None)

@@ -18,10 +18,12 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pika
+from pika.exceptions import AMQPError
 
 from ferkit import modelrepo
 from ferkit.amqp import ReconnectingConsumer, connection_parameters
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 
 MODELS_EXCHANGE = "fer.models"
 VERSION_CREATED_KEY = "model.version.created"
+# A broker restarting gets this many tries, 2 s, then 4 s... apart, before the step gives up announcing.
+ANNOUNCE_ATTEMPTS = 4
+ANNOUNCE_BACKOFF_S = 2.0
 
 
 def _declare_exchange(channel) -> None:
@@ -124,7 +129,21 @@ def main(argv: list[str] | None = None) -> int:
         log.info("AMQP_URL is not set: version %s/%d not announced", args.name, version)
         print(json.dumps({"name": args.name, "version": version, "announced": False}))
         return 0
-    announce_version(amqp_url, args.name, version)
+    for attempt in range(1, ANNOUNCE_ATTEMPTS + 1):
+        try:
+            announce_version(amqp_url, args.name, version)
+            break
+        except (AMQPError, OSError) as exc:
+            if attempt == ANNOUNCE_ATTEMPTS:
+                # Exported is done: the version is listed, and promoting it loads it. Failing here would have
+                # the Job run its whole script again: train again and export a duplicate version.
+                log.warning("version %s/%d is exported but could not be announced (%s); promote it to serve it",
+                            args.name, version, exc or type(exc).__name__)
+                print(json.dumps({"name": args.name, "version": version, "announced": False}))
+                return 0
+            log.warning("announcing %s version %d failed (%s); trying again in %.0f s", args.name, version,
+                        exc or type(exc).__name__, ANNOUNCE_BACKOFF_S * attempt)
+            time.sleep(ANNOUNCE_BACKOFF_S * attempt)
     log.info("announced %s version %d on %s", args.name, version, MODELS_EXCHANGE)
     print(json.dumps({"name": args.name, "version": version, "announced": True}))
     return 0

@@ -19,6 +19,10 @@ TRAINING_JOB_SECONDS = Histogram("training_job_duration_seconds", "From submissi
                                  ["status"], buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400))
 
 
+class TrainingDisabled(RuntimeError):
+    """This deployment runs no training jobs (INFERENCE_TRAINING_LAUNCHER=none)."""
+
+
 class JobStatus(str, enum.Enum):
     QUEUED = "queued"
     RUNNING = "running"

@@ -19,7 +19,7 @@ from ferkit import modelrepo
 from ferkit.db import as_utc, make_sessionmaker
 from services.inference.config import Settings
 from services.inference.training.launcher import (FINISHED, TRAINING_JOB_SECONDS, JobNotFound, JobState, JobStatus,
-                                                  TrainingLauncher)
+                                                  TrainingDisabled, TrainingLauncher)
 from services.inference.training.records import JobRecord
 from services.inference.training.spec import InvalidJob, TrainingJobSpec, is_job_id
 from training.config import OverrideError, check_override, override_arg
@@ -87,6 +87,8 @@ class TrainingJobs:
                     overrides: Mapping[str, str] | None = None) -> JobRecord:
         """InvalidJob for a request no job can be made of (the spec checks paths, names and GPU counts,
         parse_overrides the overrides, the launcher what it can see: local datasets and recipes)."""
+        if self.settings.training.launcher == "none":
+            raise TrainingDisabled("this deployment runs no training jobs (the chart's training.enabled is false)")
         checked = parse_overrides(overrides or {})
         spec = TrainingJobSpec(job_id=uuid.uuid4().hex[:16], dataset=dataset, recipe=recipe, gpus=gpus,
                                model_name=model_name or self.settings.model_name,

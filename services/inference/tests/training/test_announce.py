@@ -35,3 +35,17 @@ def test_announce_publishes_the_new_version_on_rabbitmq(tmp_path: Path, amqp_url
     assert method.routing_key == VERSION_CREATED_KEY
     assert props.content_type == "application/json" and props.delivery_mode == 2
     assert json.loads(body) == {"name": "fer_resnet18", "version": 7}
+
+
+def test_a_broker_that_stays_down_leaves_the_job_succeeded_and_the_version_unannounced(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The job must not fail on its last step: Kubernetes would run the whole script again, training again
+    and exporting a duplicate version. The exported version is listed and loads when promoted."""
+    from services.inference.training import announce
+    from tests.fixtures.databases import free_port
+
+    (tmp_path / "fer_resnet18" / "3").mkdir(parents=True)
+    (tmp_path / "fer_resnet18" / "3" / "metadata.json").write_text("{}")
+    monkeypatch.setenv("AMQP_URL", f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F")
+    monkeypatch.setattr(announce, "ANNOUNCE_BACKOFF_S", 0.01)
+    assert announce_main(["--repo", str(tmp_path), "--name", "fer_resnet18"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"name": "fer_resnet18", "version": 3, "announced": False}

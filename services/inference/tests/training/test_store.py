@@ -227,3 +227,17 @@ async def test_a_launch_that_fails_leaves_a_failed_record(jobs):
         await _start(jobs)
     newest = (await jobs.list(1, 0))[0][0]
     assert (newest.status, newest.message) == ("failed", "could not start: the API server said no")
+
+
+async def test_a_deployment_without_training_refuses_a_job_and_records_none(settings):
+    from services.inference.training.launcher import TrainingDisabled
+
+    disabled = Settings(**{**settings.model_dump(), "training": TrainingSettings(launcher="none")})
+    jobs = TrainingJobs(disabled, make_engine(disabled.database_url))
+    try:
+        before = (await jobs.list(100, 0))[1]
+        with pytest.raises(TrainingDisabled, match="runs no training jobs"):
+            await _start(jobs)
+        assert (await jobs.list(100, 0))[1] == before
+    finally:
+        await jobs.engine.dispose()
