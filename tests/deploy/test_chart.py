@@ -541,3 +541,21 @@ def test_inference_loads_versions_with_the_config_the_chart_renders(tmp_path: Pa
     external = [d for d in yaml.safe_load_all(check(template("--set", "triton.enabled=false"))) if d]
     (server,) = containers(by_kind(external, "Deployment")["fer-fer-platform-inference"])
     assert "INFERENCE_TRITON_CONFIG_DIR" not in {e["name"] for e in server["env"]}
+
+
+def test_repository_ownership_is_fixed_only_when_asked() -> None:
+    """NFS ignores fsGroup: an opt-in root init container gives the repository to the uid every writer
+    runs as; by default nothing runs as root (Pod Security "restricted")."""
+    def triton_inits(docs):
+        spec = by_kind(docs, "Deployment")["fer-fer-platform-triton"]["spec"]["template"]["spec"]
+        return {c["name"]: c for c in spec["initContainers"]}
+
+    assert "fix-model-repository-ownership" not in triton_inits(render(None))
+    fixed = [d for d in yaml.safe_load_all(check(template("--set", "modelRepository.fixOwnership=true"))) if d]
+    inits = triton_inits(fixed)
+    assert list(inits)[0] == "fix-model-repository-ownership", "before anything writes the repository"
+    fix = inits["fix-model-repository-ownership"]
+    assert "chown -R 10001:10001 /models" in fix["command"][-1]
+    assert fix["securityContext"]["runAsUser"] == 0 and fix["securityContext"]["capabilities"]["add"] == ["CHOWN", "FOWNER", "DAC_OVERRIDE"]
+    uids = {c["securityContext"].get("runAsUser") for name, c in inits.items() if name != "fix-model-repository-ownership"}
+    assert 0 not in uids
