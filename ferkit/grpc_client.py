@@ -8,8 +8,13 @@ from ferkit.logs import REQUEST_ID_HEADER, request_id_var
 
 # gRPC's built-in retry (service config): a restart or a brief outage of the callee is retried with
 # back-off; anything else fails fast. Only UNAVAILABLE is safe to retry: the call never reached the server.
+#
+# round_robin: a name that resolves to several addresses (a headless Kubernetes Service: one per pod) gets
+# a connection to each and spreads calls over them; the default, pick_first, would pin every call of the
+# process to one pod, so more replicas would take no load. One address (a ClusterIP, localhost) is unchanged.
 _SERVICE_CONFIG = json.dumps(
     {
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [{}],

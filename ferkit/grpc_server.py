@@ -73,6 +73,10 @@ def _code_name(code: Any) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else str(code)
 
 
+# How long a client connection lives before the server asks the client to reconnect.
+CONNECTION_MAX_AGE_S = 300
+
+
 class GrpcService:
     """A running server: `await start()`, then `await wait()`; `await stop()` drains in-flight calls."""
 
@@ -84,7 +88,14 @@ class GrpcService:
         size = 64 * 1024 * 1024
         self.server = grpc.aio.server(
             interceptors=[_ObservingInterceptor()],
-            options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)],
+            options=[
+                ("grpc.max_receive_message_length", size),
+                ("grpc.max_send_message_length", size),
+                # Clients connect again (and resolve the name again) every few minutes: pods that scaled up
+                # since get their share of calls. In-flight calls get the grace period to finish.
+                ("grpc.max_connection_age_ms", CONNECTION_MAX_AGE_S * 1000),
+                ("grpc.max_connection_age_grace_ms", 30_000),
+            ],
         )
         self.health = health.aio.HealthServicer()
         self.port = 0

@@ -99,3 +99,27 @@ def test_light_services_never_pull_torch():
     code = "import sys, services.gateway.app, services.auth.server; assert 'torch' not in sys.modules, 'torch imported'"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}"}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)
+
+
+async def test_a_channel_spreads_calls_over_every_address_of_its_target():
+    """A headless Service's name resolves to every pod: calls must reach all of them (round_robin), not
+    the first one only. Two servers that answer the same health check differently tell them apart."""
+    from ferkit.config import ServiceSettings
+    from ferkit.grpc_server import GrpcService
+    from tests.fixtures.databases import free_port
+
+    servers = [GrpcService(ServiceSettings(service_name=f"replica-{n}", grpc_port=free_port(), shutdown_grace_s=0.2), [])
+               for n in (1, 2)]
+    for server, status in zip(servers, (health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING)):
+        await server.start()
+        await server.health.set("replica", status)
+    channel = open_channel("ipv4:" + ",".join(server.settings.grpc_address for server in servers))
+    try:
+        stub = health_pb2_grpc.HealthStub(channel)
+        answers = [(await stub.Check(health_pb2.HealthCheckRequest(service="replica"))).status for _ in range(20)]
+        # Each server takes its share (the first calls may go to whichever connected first).
+        assert min(answers.count(health_pb2.HealthCheckResponse.SERVING), answers.count(health_pb2.HealthCheckResponse.NOT_SERVING)) >= 5, answers
+    finally:
+        await channel.close()
+        for server in servers:
+            await server.stop()

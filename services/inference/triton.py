@@ -1,9 +1,14 @@
-"""Triton over gRPC (tritonclient's asyncio client): one request per face, so Triton's dynamic batcher
-groups faces across every caller; deadlines, retries with back-off, and errors the service can map."""
+"""Triton over gRPC (tritonclient's asyncio client): one request per photo, so Triton's dynamic batcher
+groups faces across every caller; deadlines, retries with back-off, and errors the service can map.
+
+Several Triton servers behind one name (a headless Service: one address per pod, or an
+`ipv4:a:port,b:port` list): inference is balanced over all of them (round_robin), and every load goes to
+each of them, so whichever server answers serves the same versions."""
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import numpy as np
 import tritonclient.grpc.aio as triton_grpc
@@ -55,13 +60,32 @@ class TritonClient:
         self.load_timeout_s = load_timeout_s
         # Reconnect quickly after Triton restarts: gRPC's default back-off grows to two minutes, during
         # which every call fails at once without trying the connection again.
-        self._client = triton_grpc.InferenceServerClient(url, channel_args=[
+        self._client = self._connect(url)
+
+    @staticmethod
+    def _connect(url: str):
+        return triton_grpc.InferenceServerClient(url, channel_args=[
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1000),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            # Every server the name resolves to takes requests, not only the first.
+            ("grpc.lb_policy_name", "round_robin"),
         ])
+
+    async def endpoints(self) -> list[str]:
+        """Every server behind the url, each as host:port: the addresses of an `ipv4:` list, or what the
+        name resolves to now (a headless Service: every ready pod)."""
+        if self.url.startswith("ipv4:"):
+            return self.url[len("ipv4:"):].split(",")
+        host, _, port = self.url.rpartition(":")
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        except (OSError, ValueError):
+            return [self.url]  # let the load itself say what is wrong
+        addresses = sorted({info[4][0] for info in infos})
+        return [f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in addresses] or [self.url]
 
     async def close(self) -> None:
         await self._client.close()
@@ -131,5 +155,18 @@ class TritonClient:
         config.ClearField("version_policy")
         config.version_policy.specific.versions.extend(sorted(set(versions)))
         body = json_format.MessageToJson(config, preserving_proto_field_name=True)
-        await self._call(f"loading {model} {sorted(versions)}", lambda: self._client.load_model(
-            model, config=body, client_timeout=self.load_timeout_s))
+        endpoints = await self.endpoints()
+        if len(endpoints) == 1:
+            await self._call(f"loading {model} {sorted(versions)}", lambda: self._client.load_model(
+                model, config=body, client_timeout=self.load_timeout_s))
+            return
+        # Each server on its own: a load sent through the balanced channel would reach only one of them.
+        await asyncio.gather(*(self._load_on(endpoint, model, body, versions) for endpoint in endpoints))
+
+    async def _load_on(self, endpoint: str, model: str, body: str, versions: list[int]) -> None:
+        client = self._connect(endpoint)
+        try:
+            await self._call(f"loading {model} {sorted(versions)} on {endpoint}", lambda: client.load_model(
+                model, config=body, client_timeout=self.load_timeout_s))
+        finally:
+            await client.close()

@@ -559,3 +559,12 @@ def test_repository_ownership_is_fixed_only_when_asked() -> None:
     assert fix["securityContext"]["runAsUser"] == 0 and fix["securityContext"]["capabilities"]["add"] == ["CHOWN", "FOWNER", "DAC_OVERRIDE"]
     uids = {c["securityContext"].get("runAsUser") for name, c in inits.items() if name != "fix-model-repository-ownership"}
     assert 0 not in uids
+
+
+def test_grpc_services_are_headless_so_callers_balance_over_every_pod() -> None:
+    """A ClusterIP hands each long-lived gRPC channel one pod: more replicas (the HPA's) would take no
+    calls. Headless Services resolve to every ready pod; the callers' channels balance (round_robin)."""
+    services = by_kind(render(None), "Service")
+    for component in ("auth", "inference", "reports", "triton"):
+        assert services[f"fer-fer-platform-{component}"]["spec"]["clusterIP"] == "None", component
+    assert services["fer-fer-platform-gateway"]["spec"].get("clusterIP") != "None"  # HTTP, behind the ingress

@@ -129,7 +129,9 @@ metadata:
   labels:
     {{- include "fer.labels" (dict "root" .root "component" .component) | nindent 4 }}
 spec:
-  type: ClusterIP
+  # Headless: the name resolves to every ready pod, and the callers' gRPC channels balance over them
+  # (ferkit/grpc_client.py, round_robin). A ClusterIP would hand each long-lived channel one pod.
+  clusterIP: None
   selector:
     {{- include "fer.selectorLabels" (dict "root" .root "component" .component) | nindent 4 }}
   ports:

@@ -3,8 +3,6 @@ directly, Triton batches across requests, promote/rollback switch the serving ve
 is loadable without a restart, Triton down is UNAVAILABLE and the service recovers on its own."""
 import asyncio
 import io
-import re
-import urllib.request
 from pathlib import Path
 
 import grpc
@@ -16,7 +14,7 @@ from skimage import data as skdata
 
 from fer.v1 import common_pb2, inference_pb2
 from ferkit.vision import CLASSES, InputSpec, ModelMetadata, align_and_crop, normalise, resize_grey, softmax, to_grey, whole_face
-from services.inference.tests.helpers import iou
+from services.inference.tests.helpers import iou, triton_counters
 from tests.fixtures.triton import MODEL_NAME, export_random_resnet18
 
 
@@ -117,16 +115,6 @@ async def test_crops_match_torchscript(inference_stub, model_repository):
     np.testing.assert_allclose(got, expected, atol=1e-4)
     assert [f.label for f in reply.faces] == [CLASSES[i] for i in expected.argmax(axis=1)]
     assert (reply.faces[0].box.width, reply.faces[0].box.height) == (56, 64)
-
-
-def triton_counters(metrics_url: str, model: str, version: int) -> dict[str, float]:
-    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
-    out = {}
-    for name in ("nv_inference_request_success", "nv_inference_exec_count", "nv_inference_count"):
-        match = re.search(rf'^{name}{{[^}}]*model="{model}"[^}}]*version="{version}"[^}}]*}} (\S+)$', text, re.M)
-        assert match, f"{name} for {model}/{version} missing from Triton's metrics"
-        out[name] = float(match.group(1))
-    return out
 
 
 async def test_dynamic_batching_groups_requests_from_many_callers(inference_stub, inference_service, triton):

@@ -1,0 +1,69 @@
+"""Several Triton servers behind one name (a headless Service in the chart): every load reaches each of
+them, and inference is spread over them. Two real tritonservers on a repository of their own."""
+import asyncio
+
+import numpy as np
+import pytest
+
+from ferkit import modelrepo
+from services.inference.registry import ModelRegistry
+from services.inference.tests.helpers import triton_counters
+from services.inference.triton import TritonClient
+from tests.fixtures.databases import free_port
+from tests.fixtures.triton import MODEL_NAME, export_random_resnet18
+
+
+@pytest.fixture(scope="module")
+def two_tritons(tmp_path_factory):
+    from scripts.local_triton import LocalTriton
+
+    repo = tmp_path_factory.mktemp("replicas") / "models"
+    repo.mkdir()
+    export_random_resnet18(repo, seed=3)
+    servers = []
+    try:
+        for n in (1, 2):
+            work = tmp_path_factory.mktemp(f"triton-{n}")
+            servers.append(LocalTriton(repo, free_port(), free_port(), free_port(), work_dir=work, log_file=work / "triton.log",
+                                       env={"FER_TORCH_BF16": "0"}).start(timeout_s=120))
+        yield repo, servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+async def test_a_load_reaches_every_triton_and_inference_is_spread_over_them(two_tritons):
+    repo, servers = two_tritons
+    version = modelrepo.latest_version(repo / MODEL_NAME)
+    # What a headless Service's name resolves to: both servers.
+    client = TritonClient("ipv4:" + ",".join(s.grpc_url for s in servers))
+    assert await client.endpoints() == [s.grpc_url for s in servers]
+    registry = ModelRegistry(repo, client, "local", state_dir=repo.parent, default_model=MODEL_NAME)
+    try:
+        assert await registry.bootstrap() == version
+        for server in servers:
+            alone = TritonClient(server.grpc_url)
+            try:
+                assert (await alone.repository_index())[(MODEL_NAME, version)] == "READY", server.grpc_url
+            finally:
+                await alone.close()
+
+        before = [triton_counters(s.metrics_url, MODEL_NAME, version)["nv_inference_request_success"] for s in servers]
+        faces = np.random.default_rng(0).standard_normal((1, 1, 48, 48)).astype(np.float32)
+        await asyncio.gather(*(client.infer_faces(MODEL_NAME, version, faces) for _ in range(24)))
+        after = [triton_counters(s.metrics_url, MODEL_NAME, version)["nv_inference_request_success"] for s in servers]
+        served = [a - b for a, b in zip(after, before)]
+        assert sum(served) == 24 and min(served) > 0, f"requests per server: {served}"
+    finally:
+        await client.close()
+
+
+async def test_a_name_resolves_to_each_of_its_addresses():
+    # An address is itself; a name is looked up (localhost: at least the IPv4 loopback).
+    for url, expected in (("127.0.0.1:8001", ["127.0.0.1:8001"]), ("localhost:8001", None)):
+        client = TritonClient(url)
+        try:
+            found = await client.endpoints()
+        finally:
+            await client.close()
+        assert found == expected if expected else "127.0.0.1:8001" in found
