@@ -90,3 +90,32 @@ EVAL_MODE   ?= detect
 
 eval-photos: $(VENV)/.installed ## labelled photos through the RUNNING platform (make dev): accuracy, per-class recall (EVAL_LABELS, EVAL_URL, EVAL_MODE)
 	$(PY) -m bench.labelled_photos --labels $(EVAL_LABELS) --url $(EVAL_URL) --mode $(EVAL_MODE) --json var/bench/labelled_photos.json
+
+# Images under the chart's names, <REGISTRY>/fer-<name>:<TAG> (helm --set image.registry=... --set
+# image.tag=...), plus fer-<name>:local for docker-compose.yml. docs/deploy.md §2.
+REGISTRY ?= localhost
+# Evaluated once, so a commit landing during `make images-smoke` cannot split the build from the smoke.
+ifeq ($(origin TAG), undefined)
+TAG := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo dev)
+endif
+IMAGES   ?= gateway auth inference reports training triton
+# What images-smoke runs (and CI builds): Triton's image needs a GPU, training's is a Job's.
+SMOKE_IMAGES := gateway auth inference reports
+.PHONY: images images-smoke images-report images-push
+
+images: ## build the images (docker, or buildah without an engine): IMAGES="...", REGISTRY=localhost, TAG=<git revision>; says which it skipped and why
+	REGISTRY=$(REGISTRY) TAG=$(TAG) bash scripts/images.sh $(IMAGES)
+
+images-smoke: $(VENV)/.installed proto ## build the service images, run the platform from them (PostgreSQL, RabbitMQ on 127.0.0.1), check it from outside, then images-report
+	REGISTRY=$(REGISTRY) TAG=$(TAG) bash scripts/images.sh $(SMOKE_IMAGES)
+	$(PY) -m scripts.images_smoke --registry $(REGISTRY) --tag $(TAG)
+	$(PY) -m scripts.images_report --registry $(REGISTRY) --tag $(TAG) --require --json var/images/report.json $(SMOKE_IMAGES)
+
+images-report: $(VENV)/.installed ## size, user and Python packages of the built images; fails on a root user or torch in a service image
+	$(PY) -m scripts.images_report --registry $(REGISTRY) --tag $(TAG) --json var/images/report.json $(IMAGES)
+
+images-push: ## push the built images to REGISTRY (log in first: docker login / buildah login)
+	for name in $(IMAGES); do \
+	  ref=$$(REGISTRY=$(REGISTRY) TAG=$(TAG) bash scripts/images.sh --list $$name | cut -d' ' -f2); \
+	  if docker info >/dev/null 2>&1; then docker push $$ref; else buildah push $$ref docker://$$ref; fi || exit 1; \
+	done

@@ -1,4 +1,5 @@
 """gRPC channels every caller opens the same way: retries on UNAVAILABLE, a default deadline, request ids."""
+import ipaddress
 import json
 
 import grpc
@@ -8,13 +9,8 @@ from ferkit.logs import REQUEST_ID_HEADER, request_id_var
 
 # gRPC's built-in retry (service config): a restart or a brief outage of the callee is retried with
 # back-off; anything else fails fast. Only UNAVAILABLE is safe to retry: the call never reached the server.
-#
-# round_robin: a name that resolves to several addresses (a headless Kubernetes Service: one per pod) gets
-# a connection to each and spreads calls over them; the default, pick_first, would pin every call of the
-# process to one pod, so more replicas would take no load. One address (a ClusterIP, localhost) is unchanged.
 _SERVICE_CONFIG = json.dumps(
     {
-        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [{}],
@@ -29,6 +25,34 @@ _SERVICE_CONFIG = json.dumps(
         ]
     }
 )
+
+
+# A name that resolves to several addresses (a headless Kubernetes Service: one per pod) gets a connection to
+# each and round_robin spreads the calls over them; the default, pick_first, would pin every call of the
+# process to one pod, so more replicas would take no load. Subchannels reconnect on their own, with a
+# back-off kept short so a restarted pod takes calls again within a second or two.
+BALANCED_OPTIONS = [
+    ("grpc.lb_policy_name", "round_robin"),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+def is_balanced(target: str) -> bool:
+    """Whether calls to `target` spread over several servers: a list of addresses, or a name (in a cluster,
+    a headless Service). One literal address or localhost (`make dev`, tests) keeps a single connection,
+    which reconnects on the first call after its server restarts."""
+    if target.startswith(("ipv4:", "ipv6:")):
+        return "," in target
+    host = target.removeprefix("dns:///").rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False
 
 
 class _DefaultsInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
@@ -55,6 +79,7 @@ def open_channel(target: str, timeout_s: float = 10.0, max_message_mb: int = 64)
             ("grpc.enable_retries", 1),
             ("grpc.max_send_message_length", size),
             ("grpc.max_receive_message_length", size),
+            *(BALANCED_OPTIONS if is_balanced(target) else []),
         ],
         interceptors=[_DefaultsInterceptor(timeout_s)],
     )

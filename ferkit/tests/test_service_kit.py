@@ -123,3 +123,12 @@ async def test_a_channel_spreads_calls_over_every_address_of_its_target():
         await channel.close()
         for server in servers:
             await server.stop()
+
+
+def test_names_and_lists_are_balanced_one_address_is_not():
+    from ferkit.grpc_client import is_balanced
+
+    assert is_balanced("fer-inference:50052") and is_balanced("dns:///fer-auth.fer.svc:50051")
+    assert is_balanced("ipv4:10.0.0.1:50051,10.0.0.2:50051")
+    for single in ("127.0.0.1:50051", "localhost:50051", "[::1]:50051", "ipv4:10.0.0.1:50051"):
+        assert not is_balanced(single), single

@@ -29,7 +29,8 @@ class TrainingSettings(BaseSettings):
     poll_interval_s: float = 30.0
     # Kubernetes Jobs: where they run, their image, volumes and resources.
     namespace: str = "default"
-    image: str = "ghcr.io/fer-platform/training:latest"
+    # The name `make images` tags for local use; the chart sets the registry's.
+    image: str = "fer-training:local"
     image_pull_policy: str = "IfNotPresent"
     service_account: str = ""
     dataset_pvc: str = "fer-datasets"

@@ -16,6 +16,7 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
+from ferkit.grpc_client import is_balanced
 from ferkit.modelrepo import INPUT_NAME, LOCAL_MAX_BATCH_SIZE, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class TritonClient:
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             # Every server the name resolves to takes requests, not only the first.
-            ("grpc.lb_policy_name", "round_robin"),
+            *([("grpc.lb_policy_name", "round_robin")] if is_balanced(url) else []),
         ])
 
     async def endpoints(self) -> list[str]:

@@ -248,3 +248,88 @@ def test_triton_image_serves_the_model_repository_config() -> None:
         assert [i.name for i in config.input] == [meta.input_name] and [o.name for o in config.output] == [meta.output_name]
         assert list(config.input[0].dims) == [meta.input.channels, *meta.input.size]
         assert list(config.output[0].dims) == [len(meta.classes)]
+
+
+# ---------------------------------------------------------------- make images: the names it builds
+# (tests/deploy/test_chart.py checks they are exactly what the chart renders)
+
+
+@pytest.mark.parametrize("script", ["scripts/images.sh", "scripts/build-base-image.sh"])
+def test_image_scripts_are_valid_bash(script: str) -> None:
+    subprocess.run(["bash", "-n", str(REPO / script)], check=True)
+
+
+def test_make_images_names_each_image_after_the_registry_and_tag_and_refuses_unknown_ones() -> None:
+    import os
+
+    env = {**os.environ, "REGISTRY": "registry.example.com/fer", "TAG": "abc123"}
+    listed = subprocess.run(["bash", "scripts/images.sh", "--list"], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert listed.stdout.splitlines() == [f"{name} registry.example.com/fer/fer-{name}:abc123" for name in [*SERVICES, "training", "triton"]]
+    bad = subprocess.run(["bash", "scripts/images.sh", "--list", "gateway", "nginx"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown image 'nginx'" in bad.stdout
+
+
+# ---------------------------------------------------------------- make images-report's verdicts
+# scripts/images_report.py inspects built images (make images-smoke runs it on every build); these
+# check its judgement on fabricated inspections, so they need no image.
+
+SERVICE_PACKAGES = {"grpcio": "1.70.0", "protobuf": "5.29.3", "pydantic": "2.11.0"}
+
+
+def inspection(name: str, user: str = "10001:10001", uid: str = "10001", **packages: str):
+    from scripts.images_report import Inspection
+
+    return Inspection(name, f"registry.example.com/fer/fer-{name}:t", size="300 MB", user=user, uid=uid,
+                      packages={**SERVICE_PACKAGES, **packages})
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_report_fails_a_service_image_that_carries_torch(service: str) -> None:
+    from scripts.images_report import problems
+
+    assert problems(inspection(service)) == []
+    assert [p for p in problems(inspection(service, torch="2.14.1")) if "carries torch (2.14.1)" in p]
+    assert problems(inspection("training", torch="2.14.1")) == []
+    assert problems(inspection("training")) == ["the training image has no torch"]
+
+
+@pytest.mark.parametrize("image", [*SERVICES, "training", "triton"])
+@pytest.mark.parametrize("user, uid", [("", "0"), ("root", "0"), ("0:0", "0"), ("0", "0")])
+def test_report_fails_an_image_that_runs_as_root(image: str, user: str, uid: str) -> None:
+    from scripts.images_report import problems
+
+    packages = {"torch": "2.14.1"} if image == "training" else {}
+    found = problems(inspection(image, user=user, uid=uid, **packages))
+    assert found and found[0].startswith("runs as root"), found
+
+
+def test_report_wants_a_numeric_non_root_user_and_no_build_tools() -> None:
+    from scripts.images_report import Inspection, problems
+
+    # runAsNonRoot cannot verify a user name; `id -u` is what the image really starts as.
+    assert "is a name" in problems(inspection("auth", user="fer", uid="10001"))[0]
+    assert problems(inspection("auth", user="10001", uid="0")) == ["`id -u` inside the image is 0"]
+    # Package names compare as pip normalises them.
+    assert problems(inspection("auth", **{"grpcio_tools": "1.70.0"})) == ["carries the build tool grpcio-tools"]
+    assert [p for p in problems(inspection("gateway", **{"Torch": "2.14.1"})) if "torch" in p]
+    assert problems(Inspection("auth", "r/fer-auth:t", built=False)) == ["not built"]
+
+
+def test_report_exits_non_zero_on_a_bad_image_and_on_a_missing_one_when_required(monkeypatch, capsys) -> None:
+    import dataclasses
+
+    from scripts import images_report, images_smoke
+
+    found = {"gateway": inspection("gateway"), "auth": inspection("auth", torch="2.14.1")}
+    monkeypatch.setattr(images_smoke, "engine", lambda: "buildah")
+    monkeypatch.setattr(images_report, "inspect", lambda engine, name, ref: dataclasses.replace(found[name], ref=ref)
+                        if name in found else images_report.Inspection(name, ref, built=False))
+    assert images_report.main(["gateway", "--registry", "r.example/fer", "--tag", "t"]) == 0
+    out = capsys.readouterr().out
+    assert "r.example/fer/fer-gateway:t" in out and "grpcio==1.70.0" in out and "PASSED 1/1" in out
+    assert images_report.main(["gateway", "auth", "--registry", "r.example/fer", "--tag", "t"]) == 1
+    assert "FAIL  auth: carries torch" in capsys.readouterr().out
+    assert images_report.main(["gateway", "reports", "--tag", "t"]) == 0  # not built: listed, not judged
+    assert "--    reports: not built" in capsys.readouterr().out
+    assert images_report.main(["gateway", "reports", "--tag", "t", "--require"]) == 1
+    assert "FAIL  reports: not built" in capsys.readouterr().out
