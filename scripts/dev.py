@@ -8,6 +8,7 @@ import argparse
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,6 +84,23 @@ def _new_signing_key() -> str:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
 
 
+def seed_models(repository: Path, shipped: Path = ROOT / "models") -> None:
+    """Copies what ships in models/ (each model's configs and versions) into `repository`, once each: a
+    version or config already there is never overwritten, so the versions trained locally stay."""
+    for model_dir in sorted(p for p in shipped.iterdir() if p.is_dir()):
+        target = repository / model_dir.name
+        target.mkdir(parents=True, exist_ok=True)
+        for item in sorted(model_dir.iterdir()):
+            if item.name.startswith(".") or (target / item.name).exists():
+                continue
+            if item.is_dir():
+                # Under a hidden name first, then renamed: never half a version in place.
+                shutil.copytree(item, target / f".{item.name}.tmp", dirs_exist_ok=True)
+                (target / f".{item.name}.tmp").rename(target / item.name)
+            else:
+                shutil.copy2(item, target / item.name)
+
+
 def platform(var: Path, ports: Ports) -> tuple[list[list[str]], list[Process], dict[str, str]]:
     """What `make dev` runs: setup commands (migrations), then long-running processes, and their shared env."""
     logs = var / "log"
@@ -106,7 +124,8 @@ def platform(var: Path, ports: Ports) -> tuple[list[list[str]], list[Process], d
         "INFERENCE_GRPC_PORT": str(ports.inference),
         "INFERENCE_METRICS_PORT": str(ports.inference_metrics),
         "INFERENCE_TRITON_URL": f"127.0.0.1:{ports.triton_grpc}",
-        "INFERENCE_MODEL_REPOSITORY": str(ROOT / "models"),
+        # A copy of models/ (seed_models): training and promoting under `make dev` never write into the checkout.
+        "INFERENCE_MODEL_REPOSITORY": str(var / "models"),
         # The promoted version is local state, kept out of the committed model repository.
         "INFERENCE_STATE_DIR": str(var / "inference"),
         "INFERENCE_LOG_FILE": str(logs / "inference.log"),
@@ -168,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     # The caller's environment wins: AMQP_URL, a PostgreSQL URL, other ports...
     env = {**os.environ, **env, **{k: v for k, v in os.environ.items() if k in env}}
 
+    if env["INFERENCE_MODEL_REPOSITORY"] == str(var / "models"):
+        seed_models(var / "models")
     for command in setup:
         subprocess.run(command, env=env, cwd=ROOT, check=True)
 
