@@ -10,7 +10,6 @@ import json
 import time
 
 import pytest
-import uvicorn
 from joserfc import jwt
 from joserfc.jwk import ECKey
 from PIL import Image
@@ -21,9 +20,8 @@ from websockets.exceptions import ConnectionClosed
 
 from ferkit.limits import LIVE_FRAME_MAX_BYTES
 from ferkit.vision import CLASSES
-from services.gateway.server import server_config
 from tests.fixtures.auth import register_and_login, session_of
-from tests.fixtures.databases import free_port
+from tests.fixtures.inference import served_copy
 
 AUTH_TIMEOUT_S = 0.5
 
@@ -36,20 +34,9 @@ def astronaut_jpeg(size: int = 320) -> bytes:
 
 @pytest.fixture(scope="module")
 async def live_url(predictions_gateway):
-    """ws:// URL of a gateway like the fixture's, served by uvicorn in the services' event loop (its gRPC
-    channels belong to that loop), with a short wait for the token."""
-    port = free_port()
-    settings = predictions_gateway.app.state.settings.model_copy(
-        update={"http_port": port, "frontend_dir": "/nonexistent", "live_auth_timeout_s": AUTH_TIMEOUT_S})
-    server = uvicorn.Server(server_config(settings))
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            serving.result()
-        await asyncio.sleep(0.02)
-    yield f"ws://127.0.0.1:{port}/api/v1/live"
-    server.should_exit = True
-    await serving
+    """ws:// URL of a gateway like the fixture's, served on a real socket, with a short wait for the token."""
+    async with served_copy(predictions_gateway, live_auth_timeout_s=AUTH_TIMEOUT_S) as port:
+        yield f"ws://127.0.0.1:{port}/api/v1/live"
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import hypothesis
 import pytest
 import requests
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -29,9 +28,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from services.gateway.server import server_config
 from tests.fixtures.auth import register_and_login
-from tests.fixtures.databases import free_port
+from tests.fixtures.inference import served_copy
 
 # Per operation and generation mode (fewer where there is little to vary): ~300 requests in all.
 EXAMPLES = 10
@@ -50,19 +48,9 @@ ADMIN_OPERATIONS = {
 
 @pytest.fixture
 async def served_gateway(predictions_gateway):
-    """The base URL of a second gateway, like the fixture's but served by uvicorn in this event loop (the
-    services' loop), while schemathesis calls it from a thread."""
-    port = free_port()
-    settings = predictions_gateway.app.state.settings.model_copy(update={"http_port": port, "frontend_dir": "/nonexistent"})
-    server = uvicorn.Server(server_config(settings))
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            serving.result()
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await serving
+    """The base URL of a second gateway like the fixture's, on a real socket: schemathesis calls it from a thread."""
+    async with served_copy(predictions_gateway) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def fresh_account(base_url: str) -> dict:

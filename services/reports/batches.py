@@ -9,7 +9,7 @@ analysed into two Results or counted twice.
 
 A photo the inference service refuses (not an image, too large...) fails its item with the reason; the
 other photos go on. The inference or auth service unreachable leaves the photos queued and the slice is
-retried after a back-off (jobs.backoff_s), for as long as it takes: an item is never lost. The batch
+retried after a back-off (outcomes.backoff_s), for as long as it takes: an item is never lost. The batch
 fails as a whole only when it cannot run at all (its account was deleted meanwhile).
 """
 import asyncio
@@ -27,7 +27,7 @@ from services.reports.analysis import UpstreamError, analyse_and_store
 from services.reports.config import Settings
 from services.reports.metrics import BATCH_PHOTOS, BATCHES
 from services.reports.models import Batch, BatchItem, Result
-from services.reports.outcomes import ACTIVE, TRANSIENT, JobResult, Outcome, backoff_s
+from services.reports.outcomes import ACTIVE, TRANSIENT, JobResult, Outcome, wait_for_upstreams
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ class BatchJobs:
             return JobResult(Outcome.SKIPPED) if exists else JobResult(Outcome.FAILED, error=f"batch {batch_id} does not exist")
         if self.inference is None or self.auth is None:
             log.error("batch %s waits: this process has no inference or auth service (REPORTS_INFERENCE_ADDR, REPORTS_AUTH_ADDR)", batch_id)
-            return await self._wait(batch, "no inference or auth service is configured", progress=False)
+            return await wait_for_upstreams(self.sessions, self.settings, Batch, batch.id, batch.attempts,
+                                            "no inference or auth service is configured", progress=False)
 
         state = _Slice(deadline=time.monotonic() + self.settings.job_slice_s, pending=await self._queued(batch_id))
 
@@ -87,7 +88,7 @@ class BatchJobs:
         if not await self._queued(batch_id, limit=1):
             return await self._finish(batch_id)
         if state.waiting:
-            return await self._wait(batch, state.waiting, state.progress)
+            return await wait_for_upstreams(self.sessions, self.settings, Batch, batch.id, batch.attempts, state.waiting, state.progress)
         return JobResult(Outcome.CONTINUE)
 
     async def _claim(self, batch_id: str) -> _Claimed | None:
@@ -192,19 +193,6 @@ class BatchJobs:
         BATCHES.labels("done").inc()
         log.info("batch %s done", batch_id)
         return JobResult(Outcome.DONE)
-
-    async def _wait(self, batch: _Claimed, reason: str, progress: bool) -> JobResult:
-        # The back-off grows only while slices make no progress at all.
-        streak = 1 if progress else batch.attempts
-        delay = backoff_s(self.settings, streak)
-        async with self.sessions() as session:
-            await session.execute(
-                update(Batch).where(Batch.id == batch.id, Batch.status.in_(ACTIVE))
-                .values(error=f"waiting: {reason}; trying again in {delay:g} s", updated_at=utcnow())
-            )
-            await session.commit()
-        log.warning("batch %s waits %g s: %s", batch.id, delay, reason)
-        return JobResult(Outcome.RETRY, attempt=streak, delay_s=delay, error=reason)
 
     async def _fail(self, batch_id: str, reason: str) -> JobResult:
         """The batch cannot run: its queued photos fail with the reason, and so does the batch."""

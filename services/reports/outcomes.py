@@ -1,11 +1,17 @@
 """What every job handler (report, batch, video) answers for one delivery, and what the worker and the
 in-process queue do with it."""
+import logging
 from dataclasses import dataclass
 from enum import Enum
 
 import grpc
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from ferkit.db import utcnow
 from services.reports.config import Settings
+
+log = logging.getLogger(__name__)
 
 # Rows a job still has work on.
 ACTIVE = ("queued", "running")
@@ -43,3 +49,19 @@ def backoff_s(settings: Settings, streak: int) -> float:
     and frames wait for the inference or auth service to come back."""
     delays = settings.retry_delays_s
     return delays[min(max(streak, 1), len(delays)) - 1] if delays else 1.0
+
+
+async def wait_for_upstreams(sessions: async_sessionmaker, settings: Settings, table, row_id: str, attempts: int,
+                             reason: str, progress: bool) -> JobResult:
+    """A batch or video (`table`) that cannot go on now: says why on its row and answers the retry. The
+    back-off grows only while slices make no progress at all."""
+    streak = 1 if progress else attempts
+    delay = backoff_s(settings, streak)
+    async with sessions() as session:
+        await session.execute(
+            update(table).where(table.id == row_id, table.status.in_(ACTIVE))
+            .values(error=f"waiting: {reason}; trying again in {delay:g} s", updated_at=utcnow())
+        )
+        await session.commit()
+    log.warning("%s %s waits %g s: %s", table.__name__.lower(), row_id, delay, reason)
+    return JobResult(Outcome.RETRY, attempt=streak, delay_s=delay, error=reason)

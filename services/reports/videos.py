@@ -32,7 +32,7 @@ from services.reports import media
 from services.reports.config import Settings
 from services.reports.metrics import VIDEO_FRAMES, VIDEOS
 from services.reports.models import Video, VideoChunk, VideoFrame
-from services.reports.outcomes import ACTIVE, TRANSIENT, JobResult, Outcome, backoff_s
+from services.reports.outcomes import ACTIVE, TRANSIENT, JobResult, Outcome, wait_for_upstreams
 from services.reports.tracks import link_tracks
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,8 @@ class VideoJobs:
             return JobResult(Outcome.SKIPPED) if exists else JobResult(Outcome.FAILED, error=f"video {video_id} does not exist")
         if self.inference is None:
             log.error("video %s waits: this process has no inference service (REPORTS_INFERENCE_ADDR)", video_id)
-            return await self._wait(video, "no inference service is configured", progress=False)
+            return await wait_for_upstreams(self.sessions, self.settings, Video, video.id, video.attempts,
+                                            "no inference service is configured", progress=False)
         path = await self._spool(video_id)
         deadline = time.monotonic() + self.settings.job_slice_s
         size = max(1, min(self.settings.video_frames_per_request, 64))
@@ -110,7 +111,7 @@ class VideoJobs:
                 except grpc.aio.AioRpcError as exc:
                     reason = f"the inference service answered {exc.code().name} ({exc.details()})"
                     if exc.code() in TRANSIENT:
-                        return await self._wait(video, reason, progress)
+                        return await wait_for_upstreams(self.sessions, self.settings, Video, video.id, video.attempts, reason, progress)
                     return await self._fail(video_id, f"frames {group[0].index}-{group[-1].index}: {reason}")
                 if len(answer.frames) != len(group):
                     return await self._fail(video_id, f"the inference service answered {len(answer.frames)} frames for {len(group)}")
@@ -221,18 +222,6 @@ class VideoJobs:
         VIDEOS.labels("done").inc()
         log.info("video %s done: %d frames, %d track(s)", video_id, video.frames_done, len(tracks))
         return JobResult(Outcome.DONE)
-
-    async def _wait(self, video: Video, reason: str, progress: bool) -> JobResult:
-        streak = 1 if progress else video.attempts
-        delay = backoff_s(self.settings, streak)
-        async with self.sessions() as session:
-            await session.execute(
-                update(Video).where(Video.id == video.id, Video.status.in_(ACTIVE))
-                .values(error=f"waiting: {reason}; trying again in {delay:g} s", updated_at=utcnow())
-            )
-            await session.commit()
-        log.warning("video %s waits %g s: %s", video.id, delay, reason)
-        return JobResult(Outcome.RETRY, attempt=streak, delay_s=delay, error=reason)
 
     async def _fail(self, video_id: str, reason: str) -> JobResult:
         async with self.sessions() as session:

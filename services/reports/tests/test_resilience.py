@@ -3,13 +3,9 @@ unreachable when the report is asked for, and the in-process queue across a rest
 import asyncio
 import io
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
@@ -17,9 +13,8 @@ from sqlalchemy import select
 
 from services.reports.models import Report
 from services.reports.tests.helpers import Client
-from tests.fixtures.reports import delete_topology, reports_test_settings, start_reports, start_worker_thread, stop_reports
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.fixtures.reports import (delete_topology, reports_test_settings, spawn_worker, start_reports, start_worker_thread,
+                                    stop_reports)
 
 
 @pytest.fixture
@@ -32,23 +27,6 @@ async def deployment(private_reports_database, amqp_url):
     await client.close()
     await stop_reports(service, servicer)
     delete_topology(settings)
-
-
-def spawn_worker(settings, log_path: Path, **env) -> subprocess.Popen:
-    """`python -m services.reports.worker` as a real process, configured from the environment."""
-    environment = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}",
-        "AMQP_URL": settings.amqp_url,
-        "REPORTS_DATABASE_URL": settings.database_url,
-        "REPORTS_QUEUE_PREFIX": settings.queue_prefix,
-        "REPORTS_RETRY_DELAYS_S": json.dumps(settings.retry_delays_s),
-        "REPORTS_WORKER_METRICS_PORT": "0",
-        "REPORTS_LOG_FILE": "",
-        **env,
-    }
-    with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "services.reports.worker"], env=environment, cwd=ROOT, stdout=log, stderr=log)
 
 
 def owner() -> str:
