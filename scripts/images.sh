@@ -19,8 +19,8 @@ REGISTRY="${REGISTRY:-localhost}"
 TAG="${TAG:-$(git describe --always --dirty --abbrev=12 2>/dev/null || echo dev)}"
 PUBLIC_PYTHON_IMAGE="python:3.11-slim-bookworm"
 LOCAL_PYTHON_IMAGE="localhost/py311-bookworm:local"
-# The Dockerfile's ARG is the one home of the Triton release (it pairs with the training torch).
-TRITON_VERSION="${TRITON_VERSION:-$(sed -n 's/^ARG TRITON_VERSION=//p' deploy/triton/Dockerfile)}"
+# The Triton release pairs with the training torch: pyproject.toml pins both ([tool.fer-platform.serving]).
+TRITON_VERSION="${TRITON_VERSION:-$(python3 scripts/serving_pair.py triton)}"
 TRITON_BASE="nvcr.io/nvidia/tritonserver:${TRITON_VERSION}-py3"
 
 # A host that trusts CAs of its own (/usr/local/share/ca-certificates: a TLS-inspecting proxy's, as

@@ -133,6 +133,7 @@ def export_version(
             data_sha256=ck.get("data_sha256", ""),
             training_config=cfg,
             git_revision=ck.get("git_revision", "unknown"),
+            torch_version=torch.__version__.split("+")[0],
             input_name=modelrepo.INPUT_NAME,
             output_name=modelrepo.OUTPUT_NAME,
             tta=tta,

@@ -43,7 +43,7 @@ def model_card(meta: ModelMetadata, single_pass: str = "PrivateTest", served: st
     lines = [f"# Model card: {meta.name} version {meta.version}", "",
              f"- architecture: {meta.architecture}, input {meta.input.size[0]}x{meta.input.size[1]} grey, "
              f"{len(meta.classes)} classes ({', '.join(meta.classes)})",
-             f"- served as: model.pt (TorchScript), test-time augmentation built in: {meta.tta}; scores are "
+             f"- served as: model.pt (TorchScript{f', written by torch {meta.torch_version}' if meta.torch_version else ''}), test-time augmentation built in: {meta.tta}; scores are "
              f"softmax(logits / {meta.temperature:.3f}); top score below {meta.uncertain_below:g} is flagged uncertain",
              f"- trained: {meta.extra.get('epochs_trained', '?')} epochs, checkpoint chosen on "
              f"{cfg.get('data', {}).get('val_split', 'the validation split')} at epoch {meta.extra.get('best_epoch', '?')}; "

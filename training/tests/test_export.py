@@ -29,6 +29,8 @@ def test_export_writes_versions_atomically_and_upward(trained, tmp_path):
                         attachments=[run / "notes.md", run / "training_curve.png"])
     v2 = export_version(run / "best.pt", repo, "fer_test")
     assert (v1.name, v2.name) == ("1", "2")
+    # The torch that wrote model.pt, for the serving pair (tests/deploy/test_serving_pair.py).
+    assert ModelMetadata.load(v1 / "metadata.json").torch_version == torch.__version__.split("+")[0]
     assert modelrepo.list_versions(repo / "fer_test") == [1, 2]
     for name in ("model.pt", "metadata.json", "model.py", "notes.md", "training_curve.png"):
         assert (v1 / name).is_file(), name
