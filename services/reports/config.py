@@ -63,6 +63,9 @@ class Settings(ServiceSettings):
     video_max_fps: float = VIDEO_MAX_FPS
     video_max_bytes: int = VIDEO_MAX_BYTES
     video_max_seconds: float = VIDEO_MAX_SECONDS
+    # A video whose slices stop their worker this many times in a row (a crash, a kill, an error the job
+    # does not answer) with no frame stored in between fails, rather than being redelivered forever.
+    video_max_unfinished_slices: int = 3
     # Sampled frames are scaled down to this many pixels on their longest side before detection.
     video_frame_max_side: int = 640
     # Where an upload is spooled while it is checked, and a video job keeps the file it decodes

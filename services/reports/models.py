@@ -130,7 +130,8 @@ class Video(Base):
     """An uploaded video and its analysis. The file is kept in `video_chunks`; the sampled frames' faces
     in `video_frames` as they are analysed (`frames_done` of `frames_total`), so a job interrupted by a
     restart resumes at `frames_done`. `tracks` is written once, when the last frame is in.
-    `attempts`: as for batches."""
+    `attempts`: as for batches. `unfinished_slices`: slices claimed since the last frames were stored that
+    ended without an answer (the worker died or raised); too many fail the video."""
 
     __tablename__ = "videos"
     __table_args__ = (
@@ -159,6 +160,7 @@ class Video(Base):
     # services.reports.tracks.link_tracks' list, once done; None while frames are still coming.
     tracks: Mapped[list | None] = mapped_column(JSON, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    unfinished_slices: Mapped[int] = mapped_column(Integer, default=0)
     published: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -11,7 +11,10 @@ are linked into tracks (tracks.link_tracks) and the video is done.
 
 The inference service unreachable: the video waits (a back-off, as batches) and resumes where it was.
 A video that breaks the decoder mid-way, or frames the inference service refuses, fail the video with
-the reason.
+the reason. So does one whose slices keep ending without an answer (a decoder that crashes the worker,
+say: the broker would hand it to the next worker forever): each claim counts one unfinished slice, each
+answered slice and each stored group clears the count, and a claim past
+`video_max_unfinished_slices` fails the video.
 """
 import asyncio
 import logging
@@ -85,6 +88,21 @@ class VideoJobs:
             async with self.sessions() as session:
                 exists = await session.get(Video, video_id) is not None
             return JobResult(Outcome.SKIPPED) if exists else JobResult(Outcome.FAILED, error=f"video {video_id} does not exist")
+        stopped = video.unfinished_slices - 1  # this claim counts itself
+        if stopped >= self.settings.video_max_unfinished_slices:
+            return await self._fail(video_id, f"the analysis stopped without an answer {stopped} times in a row at "
+                                              f"frame {video.frames_done} (the worker crashed or was killed): left failed "
+                                              "rather than tried again")
+        result = await self._slice(video)
+        # Answered: whatever it was, this slice did not stop its worker.
+        async with self.sessions() as session:
+            await session.execute(update(Video).where(Video.id == video_id).values(unfinished_slices=0))
+            await session.commit()
+        return result
+
+    async def _slice(self, video: Video) -> JobResult:
+        """The frames from `frames_done` on, for `job_slice_s` at most."""
+        video_id = video.id
         if self.inference is None:
             log.error("video %s waits: this process has no inference service (REPORTS_INFERENCE_ADDR)", video_id)
             return await wait_for_upstreams(self.sessions, self.settings, Video, video.id, video.attempts,
@@ -136,7 +154,8 @@ class VideoJobs:
         async with self.sessions() as session:
             video = await session.scalar(
                 update(Video).where(Video.id == video_id, Video.status.in_(ACTIVE))
-                .values(status="running", attempts=Video.attempts + 1, updated_at=utcnow())
+                .values(status="running", attempts=Video.attempts + 1, unfinished_slices=Video.unfinished_slices + 1,
+                        updated_at=utcnow())
                 .returning(Video)
             )
             await session.commit()
@@ -190,7 +209,7 @@ class VideoJobs:
             moved = await session.scalar(
                 update(Video)
                 .where(Video.id == video.id, Video.status.in_(ACTIVE), Video.frames_done == group[0].index)
-                .values(frames_done=group[-1].index + 1, attempts=0, error="", updated_at=utcnow(),
+                .values(frames_done=group[-1].index + 1, attempts=0, unfinished_slices=0, error="", updated_at=utcnow(),
                         model_name=answer.model.name, model_version=answer.model.version,
                         model_classes=list(answer.model.classes) or list(CLASSES))
                 .returning(Video.id)

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import signal
 
 import grpc
 import pytest
@@ -23,7 +24,7 @@ from services.reports.timeline import figure_size
 from services.reports.tracks import iou
 from tests.fixtures.auth import changed_settings
 from tests.fixtures.reports import (
-    Analysis, analysis_settings, astronaut, start_reports, start_worker_thread, stop_reports,
+    Analysis, analysis_settings, astronaut, spawn_worker, start_reports, start_worker_thread, stop_reports,
 )
 from tests.fixtures.triton import MODEL_NAME
 from tests.fixtures.videos import write_video
@@ -213,3 +214,63 @@ async def test_the_in_process_queue_finishes_a_batch_and_a_video(private_reports
     finally:
         await analysis.close()
         await stop_reports(service, servicer)
+
+
+async def test_a_video_that_keeps_stopping_its_worker_fails_instead_of_coming_back_forever(analysis_without_worker, clip, tmp_path):
+    analysis = analysis_without_worker
+    me = await analysis.account()
+    video = await analysis.upload_video(me, clip[0], fps=4)
+    limit = analysis.settings.video_max_unfinished_slices
+
+    async def unfinished() -> int:
+        async with analysis.servicer.sessions() as session:
+            return await session.scalar(select(Video.unfinished_slices).where(Video.id == video.id))
+
+    # A real worker process claims the video and is killed before it stores a frame, `limit` times: as
+    # a decoder that crashes the process would do. The broker hands the job to the next worker each time.
+    log = tmp_path / "worker.log"
+    for killed in range(1, limit + 1):
+        doomed = spawn_worker(analysis.settings, log, REPORTS_JOB_STEP_DELAY_S="60")
+        try:
+            for _ in range(600):
+                if await unfinished() == killed:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail(f"no worker claimed the video ({killed - 1} killed so far):\n{log.read_text()[-2000:]}")
+        finally:
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(10)
+    assert await count(analysis, VideoFrame, video_id=video.id) == 0
+
+    fresh = spawn_worker(analysis.settings, log)
+    try:
+        failed = await analysis.wait("video", me, video.id, timeout_s=60)
+    finally:
+        fresh.send_signal(signal.SIGTERM)
+        fresh.wait(20)
+    assert failed.status == "failed", (failed.status, log.read_text()[-2000:])
+    assert f"stopped without an answer {limit} times in a row at frame 0" in failed.error
+
+
+async def test_an_answered_slice_clears_the_count_of_unfinished_ones(analysis_without_worker, clip, tmp_path):
+    analysis = analysis_without_worker
+    me = await analysis.account()
+    video = await analysis.upload_video(me, clip[0], fps=4)
+    # One worker killed mid-slice, then a healthy one: the video is analysed to the end, the count cleared.
+    log = tmp_path / "worker.log"
+    doomed = spawn_worker(analysis.settings, log, REPORTS_JOB_STEP_DELAY_S="60")
+    try:
+        await analysis.wait("video", me, video.id, until=lambda v: v.status == "running", timeout_s=60)
+    finally:
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(10)
+    worker, thread = start_worker_thread(analysis.settings, name=f"{analysis.settings.queue_prefix}.fresh")
+    try:
+        done = await analysis.wait("video", me, video.id, timeout_s=90)
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert done.status == "done", done.error
+    async with analysis.servicer.sessions() as session:
+        assert await session.scalar(select(Video.unfinished_slices).where(Video.id == video.id)) == 0
