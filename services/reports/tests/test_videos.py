@@ -157,6 +157,16 @@ async def test_another_owners_video_is_not_found(analysis, clip):
     assert (await analysis.wait("video", me, video.id)).status == "done"
 
 
+async def finish_with_a_fresh_worker(analysis, me: str, video_id: str):
+    """A worker of the analysis' own (a thread) until the video is done or failed: the video's last state."""
+    worker, thread = start_worker_thread(analysis.settings, name=f"{analysis.settings.queue_prefix}.fresh")
+    try:
+        return await analysis.wait("video", me, video_id, timeout_s=90)
+    finally:
+        worker.stop()
+        thread.join(30)
+
+
 async def test_a_video_interrupted_mid_way_resumes_where_it_was(analysis_without_worker, tmp_path):
     analysis = analysis_without_worker
     path = tmp_path / "longer.mp4"
@@ -179,12 +189,7 @@ async def test_a_video_interrupted_mid_way_resumes_where_it_was(analysis_without
     assert 0 < sum(len(t.points) for t in halfway.tracks) <= halfway.frames_done
 
     before = faces_classified()
-    worker, thread = start_worker_thread(analysis.settings, name=f"{analysis.settings.queue_prefix}.fresh")
-    try:
-        done = await analysis.wait("video", me, video.id, timeout_s=90)
-    finally:
-        worker.stop()
-        thread.join(30)
+    done = await finish_with_a_fresh_worker(analysis, me, video.id)
     assert done.status == "done" and done.frames_done == done.frames_total == 12, done.error
     async with analysis.servicer.sessions() as session:
         frames = list(await session.scalars(select(VideoFrame).where(VideoFrame.video_id == video.id).order_by(VideoFrame.index)))
@@ -265,12 +270,7 @@ async def test_an_answered_slice_clears_the_count_of_unfinished_ones(analysis_wi
     finally:
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(10)
-    worker, thread = start_worker_thread(analysis.settings, name=f"{analysis.settings.queue_prefix}.fresh")
-    try:
-        done = await analysis.wait("video", me, video.id, timeout_s=90)
-    finally:
-        worker.stop()
-        thread.join(30)
+    done = await finish_with_a_fresh_worker(analysis, me, video.id)
     assert done.status == "done", done.error
     async with analysis.servicer.sessions() as session:
         assert await session.scalar(select(Video.unfinished_slices).where(Video.id == video.id)) == 0
