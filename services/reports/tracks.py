@@ -51,21 +51,21 @@ def _summary(number: int, track: _Track, classes: list[str] | tuple[str, ...]) -
             "end_t": track.last["t"], "points": track.points}
 
 
-def link_tracks(frames: list[tuple[float, list[dict[str, Any]]]], classes: list[str] | tuple[str, ...],
-                iou_min: float = 0.3, max_gap_s: float = 1.5) -> list[dict[str, Any]]:
-    """Tracks from (t, faces) in time order, each face {"box": [x, y, w, h], "label", "scores"}.
+class TrackLinker:
+    """Greedy matching, frame by frame, fed one frame at a time, so a running video's tracks grow with its
+    new frames only: the pairs (live track, face) overlapping by at least iou_min are taken highest
+    overlap first, each track and each face at most once; a face left over starts a new track; a track
+    not seen for more than max_gap_s ends (its person left, or was hidden too long). Frames come in time
+    order."""
 
-    Greedy matching, frame by frame: the pairs (live track, face) overlapping by at least iou_min are
-    taken highest overlap first, each track and each face at most once; a face left over starts a new
-    track; a track not seen for more than max_gap_s ends (its person left, or was hidden too long).
-    Each track: {"track": n (1-based, in order of start), "dominant_label", "share": [one per class,
-    summing to 1], "start_t", "end_t", "points": [{"t", "box", "label", "scores"}]}.
-    """
-    classes = tuple(classes)
-    live: list[_Track] = []
-    tracks: list[_Track] = []  # every track, in order of start
-    for t, faces in sorted(frames, key=lambda frame: frame[0]):
-        live = [track for track in live if t - track.last["t"] <= max_gap_s]
+    def __init__(self, iou_min: float = 0.3, max_gap_s: float = 1.5) -> None:
+        self.iou_min = iou_min
+        self.max_gap_s = max_gap_s
+        self._live: list[_Track] = []
+        self._tracks: list[_Track] = []  # every track, in order of start
+
+    def add(self, t: float, faces: list[dict[str, Any]]) -> None:
+        live = self._live = [track for track in self._live if t - track.last["t"] <= self.max_gap_s]
         pairs = sorted(
             ((iou(track.last["box"], face["box"]), i, j) for i, track in enumerate(live) for j, face in enumerate(faces)),
             key=lambda pair: -pair[0],
@@ -73,7 +73,7 @@ def link_tracks(frames: list[tuple[float, list[dict[str, Any]]]], classes: list[
         taken_tracks: set[int] = set()
         taken_faces: set[int] = set()
         for overlap, i, j in pairs:
-            if overlap < iou_min:
+            if overlap < self.iou_min:
                 break
             if i in taken_tracks or j in taken_faces:
                 continue
@@ -84,5 +84,21 @@ def link_tracks(frames: list[tuple[float, list[dict[str, Any]]]], classes: list[
             if j not in taken_faces:
                 track = _Track([_point(t, face)])
                 live.append(track)
-                tracks.append(track)
-    return [_summary(number, track, classes) for number, track in enumerate(tracks, start=1)]
+                self._tracks.append(track)
+
+    def tracks(self, classes: list[str] | tuple[str, ...]) -> list[dict[str, Any]]:
+        """The tracks so far (see link_tracks), summarised over `classes`."""
+        classes = tuple(classes)
+        return [_summary(number, _Track(list(track.points)), classes) for number, track in enumerate(self._tracks, start=1)]
+
+
+def link_tracks(frames: list[tuple[float, list[dict[str, Any]]]], classes: list[str] | tuple[str, ...],
+                iou_min: float = 0.3, max_gap_s: float = 1.5) -> list[dict[str, Any]]:
+    """Tracks from (t, faces) in time order, each face {"box": [x, y, w, h], "label", "scores"}, linked as
+    TrackLinker links them. Each track: {"track": n (1-based, in order of start), "dominant_label",
+    "share": [one per class, summing to 1], "start_t", "end_t", "points": [{"t", "box", "label", "scores"}]}.
+    """
+    linker = TrackLinker(iou_min, max_gap_s)
+    for t, faces in sorted(frames, key=lambda frame: frame[0]):
+        linker.add(t, faces)
+    return linker.tracks(classes)

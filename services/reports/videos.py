@@ -7,7 +7,7 @@ the next slice of the same video on this process), frames are sampled from `fram
 faces reach Triton together. Each group's faces and the new `frames_done` are committed together, with
 a conditional UPDATE on the old `frames_done`: a duplicate delivery racing this one stores nothing and
 stops. Decoding the next group overlaps the analysis of this one. When the frames run out, the faces
-are linked into tracks (tracks.link_tracks) and the video is done.
+are linked into tracks (tracks.TrackLinker) and the video is done.
 
 The inference service unreachable: the video waits (a back-off, as batches) and resumes where it was.
 A video that breaks the decoder mid-way, or frames the inference service refuses, fail the video with
@@ -36,7 +36,7 @@ from services.reports.config import Settings
 from services.reports.metrics import VIDEO_FRAMES, VIDEOS
 from services.reports.models import Video, VideoChunk, VideoFrame
 from services.reports.outcomes import ACTIVE, TRANSIENT, JobResult, Outcome, wait_for_upstreams
-from services.reports.tracks import link_tracks
+from services.reports.tracks import TrackLinker
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,36 @@ def frame_faces(answer, scale: float, width: int, height: int) -> list[dict]:
     return faces
 
 
+# Linkers of running videos this process has answered for, by id: (the next frame index to feed, the
+# linker). A page polls a running video every few seconds; each poll reads and links only the frames
+# stored since the one before.
+_LINKERS: OrderedDict[str, tuple[int, TrackLinker]] = OrderedDict()
+LINKERS_KEEP = 16
+
+
 async def stored_tracks(session, video: Video) -> list[dict]:
     """The video's tracks: the final ones once done, else linked from the frames stored so far."""
     if video.tracks is not None:
+        _LINKERS.pop(video.id, None)
         return video.tracks
+    # Taken out while in use: a concurrent call for the same video starts a linker of its own.
+    start, linker = _LINKERS.pop(video.id, (0, None))
+    linker = linker or TrackLinker()
     rows = (await session.execute(
-        select(VideoFrame.t, VideoFrame.faces).where(VideoFrame.video_id == video.id).order_by(VideoFrame.index)
+        select(VideoFrame.index, VideoFrame.t, VideoFrame.faces)
+        .where(VideoFrame.video_id == video.id, VideoFrame.index >= start).order_by(VideoFrame.index)
     )).all()
-    return await asyncio.to_thread(link_tracks, [(t, faces) for t, faces in rows], video.model_classes or list(CLASSES))
+
+    def link() -> list[dict]:
+        for _, t, faces in rows:  # (not row.t: a Row's .t is the row itself, typed)
+            linker.add(t, faces)
+        return linker.tracks(video.model_classes or list(CLASSES))
+
+    tracks = await asyncio.to_thread(link)
+    _LINKERS[video.id] = (rows[-1][0] + 1 if rows else start, linker)
+    while len(_LINKERS) > LINKERS_KEEP:
+        _LINKERS.popitem(last=False)
+    return tracks
 
 
 class VideoJobs:

@@ -6,7 +6,7 @@ import pytest
 from fer.v1 import inference_pb2
 from ferkit.vision import CLASSES
 from services.reports import media
-from services.reports.tracks import iou, link_tracks
+from services.reports.tracks import TrackLinker, iou, link_tracks
 from tests.fixtures.videos import write_video
 
 
@@ -90,3 +90,22 @@ def test_overlap_below_the_minimum_is_a_new_track_and_nothing_gives_nothing():
     assert len(link_tracks(frames, CLASSES, iou_min=0.3)) == 2
     assert len(link_tracks(frames, CLASSES, iou_min=0.15)) == 1
     assert link_tracks([], CLASSES) == [] and link_tracks([(0.0, []), (0.25, [])], CLASSES) == []
+
+
+def test_a_linker_fed_in_parts_gives_the_tracks_of_the_whole_and_keeps_no_answer_in_step():
+    # Two faces walking apart, one leaving for a while: every part boundary must give what all at once gives.
+    frames = [(k * 0.25, [face((10 + 8 * k, 40, 80, 100), "happy" if k % 3 else "sad")]
+               + ([face((300 - 6 * k, 40, 80, 100), "fear")] if k < 6 or k > 14 else []))
+              for k in range(20)]
+    whole = link_tracks(frames, CLASSES)
+    assert len(whole) == 3  # the second face came back after more than max_gap_s: a new track
+    for cut in (1, 7, 13, 19):
+        linker = TrackLinker()
+        for t, faces in frames[:cut]:
+            linker.add(t, faces)
+        early = linker.tracks(CLASSES)
+        for t, faces in frames[cut:]:
+            linker.add(t, faces)
+        assert linker.tracks(CLASSES) == whole, cut
+        # An answer given earlier is not changed by the frames fed after it.
+        assert early == link_tracks(frames[:cut], CLASSES), cut

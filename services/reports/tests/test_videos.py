@@ -14,14 +14,15 @@ import pytest
 from PIL import Image
 from prometheus_client import REGISTRY
 from pypdf import PdfReader
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from fer.v1 import reports_pb2
 from ferkit.vision import CLASSES
 from services.reports.models import Video, VideoChunk, VideoFrame
 from services.reports.tests.helpers import Client
 from services.reports.timeline import figure_size
-from services.reports.tracks import iou
+from services.reports.tracks import iou, link_tracks
+from services.reports.videos import stored_tracks
 from tests.fixtures.auth import changed_settings
 from tests.fixtures.reports import (
     Analysis, analysis_settings, astronaut, spawn_worker, start_reports, start_worker_thread, stop_reports,
@@ -155,6 +156,30 @@ async def test_another_owners_video_is_not_found(analysis, clip):
         reports_pb2.RequestReportRequest(owner_id=other, video_id=video.id, format="json")))
     assert list((await analysis.stub.ListVideos(reports_pb2.ListVideosRequest(owner_id=other))).videos) == []
     assert (await analysis.wait("video", me, video.id)).status == "done"
+
+
+async def test_a_running_videos_tracks_are_linked_from_its_new_frames_only(analysis):
+    """What GetVideo answers while a video runs: each call reads only the frames stored since the last."""
+    me = await analysis.account()
+    scores = [1 / len(CLASSES)] * len(CLASSES)
+    frames = [(k * 0.5, [{"box": [10 + 8 * k, 40, 80, 100], "label": "happy", "scores": scores}]) for k in range(6)]
+    async with analysis.servicer.sessions() as session:
+        video = Video(owner_id=me, status="running", fps=2.0, frames_total=6, model_classes=list(CLASSES))
+        session.add(video)
+        await session.flush()
+        session.add_all([VideoFrame(video_id=video.id, index=k, t=t, faces=faces) for k, (t, faces) in enumerate(frames[:3])])
+        await session.commit()
+        try:
+            assert await stored_tracks(session, video) == link_tracks(frames[:3], CLASSES)
+            session.add_all([VideoFrame(video_id=video.id, index=k, t=t, faces=faces) for k, (t, faces) in enumerate(frames) if k >= 3])
+            # A frame already linked, changed under it: the next answer does not read it again.
+            await session.execute(update(VideoFrame).where(VideoFrame.video_id == video.id, VideoFrame.index == 0).values(faces=[]))
+            await session.commit()
+            [track] = await stored_tracks(session, video)
+            assert track == link_tracks(frames, CLASSES)[0] and len(track["points"]) == 6
+        finally:
+            await session.delete(video)
+            await session.commit()
 
 
 async def finish_with_a_fresh_worker(analysis, me: str, video_id: str):
