@@ -76,11 +76,14 @@ class TritonClient:
         ])
 
     async def endpoints(self) -> list[str]:
-        """Every server behind the url, each as host:port: the addresses of an `ipv4:` list, or what the
-        name resolves to now (a headless Service: every ready pod)."""
-        if self.url.startswith("ipv4:"):
-            return self.url[len("ipv4:"):].split(",")
-        host, _, port = self.url.rpartition(":")
+        """Every server behind the url, each as host:port: the addresses of an `ipv4:`/`ipv6:` list, or what the
+        name resolves to now (a headless Service: every ready pod). One server as the channel sees it
+        (is_balanced) stays one, so localhost's two loopbacks do not get each load twice."""
+        if not is_balanced(self.url):
+            return [self.url]
+        if self.url.startswith(("ipv4:", "ipv6:")):
+            return self.url.partition(":")[2].split(",")
+        host, _, port = self.url.removeprefix("dns:///").rpartition(":")
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
         except (OSError, ValueError):
