@@ -6,7 +6,8 @@ from collections.abc import Awaitable, Callable
 import grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from fer.v1 import auth_pb2, inference_pb2
+from fer.v1 import auth_pb2, auth_pb2_grpc, inference_pb2, inference_pb2_grpc
+from ferkit.grpc_client import open_channel
 from ferkit.vision import CLASSES
 from services.reports.config import Settings
 from services.reports.models import Result
@@ -20,6 +21,17 @@ class UpstreamError(Exception):
         self.code = error.code()
         self.details = error.details() or self.code.name.lower()
         super().__init__(f"{service}: {self.code.name}: {self.details}")
+
+
+def open_upstreams(settings: Settings) -> tuple[list[grpc.aio.Channel], inference_pb2_grpc.InferenceServiceStub | None,
+                                                 auth_pb2_grpc.AuthServiceStub | None]:
+    """Channels to the inference and auth services whose addresses are set, and their stubs (None where
+    unset). grpc.aio channels belong to the event loop they are made in: call it inside that loop."""
+    channels = {name: open_channel(addr, timeout_s=settings.grpc_timeout_s)
+                for name, addr in (("inference", settings.inference_addr), ("auth", settings.auth_addr)) if addr}
+    inference = inference_pb2_grpc.InferenceServiceStub(channels["inference"]) if "inference" in channels else None
+    auth = auth_pb2_grpc.AuthServiceStub(channels["auth"]) if "auth" in channels else None
+    return list(channels.values()), inference, auth
 
 
 def check_input(settings: Settings, owner_id: str, notes: str, filename: str) -> None:

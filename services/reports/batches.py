@@ -27,7 +27,7 @@ from services.reports.analysis import UpstreamError, analyse_and_store
 from services.reports.config import Settings
 from services.reports.metrics import BATCH_PHOTOS, BATCHES
 from services.reports.models import Batch, BatchItem, Result
-from services.reports.outcomes import ACTIVE, TRANSIENT, JobResult, Outcome, wait_for_upstreams
+from services.reports.outcomes import ACTIVE, TRANSIENT, JobResult, Outcome, unclaimed, wait_for_upstreams
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,19 @@ class _Claimed:
     attempts: int
 
 
+async def batch_items(session: AsyncSession, batch_id: str) -> list[BatchItem]:
+    """The batch's items, in upload order."""
+    return list(await session.scalars(select(BatchItem).where(BatchItem.batch_id == batch_id).order_by(BatchItem.position)))
+
+
+async def batch_items_and_results(session: AsyncSession, batch_id: str) -> tuple[list[BatchItem], dict[str, Result]]:
+    """The batch's items, in upload order, and the Results of those done, by id."""
+    items = await batch_items(session, batch_id)
+    ids = [item.result_id for item in items if item.result_id]
+    results = {r.id: r for r in await session.scalars(select(Result).where(Result.id.in_(ids)))} if ids else {}
+    return items, results
+
+
 class BatchJobs:
     def __init__(self, settings: Settings, sessions: async_sessionmaker, inference=None, auth=None) -> None:
         self.settings = settings
@@ -68,9 +81,7 @@ class BatchJobs:
         """One slice; database errors propagate (the caller hands the job back)."""
         batch = await self._claim(batch_id)
         if batch is None:
-            async with self.sessions() as session:
-                exists = await session.get(Batch, batch_id) is not None
-            return JobResult(Outcome.SKIPPED) if exists else JobResult(Outcome.FAILED, error=f"batch {batch_id} does not exist")
+            return await unclaimed(self.sessions, Batch, batch_id)
         if self.inference is None or self.auth is None:
             log.error("batch %s waits: this process has no inference or auth service (REPORTS_INFERENCE_ADDR, REPORTS_AUTH_ADDR)", batch_id)
             return await wait_for_upstreams(self.sessions, self.settings, Batch, batch.id, batch.attempts,

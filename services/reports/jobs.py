@@ -24,8 +24,9 @@ from ferkit.vision import CLASSES
 from services.reports.annotate import result_png
 from services.reports.config import Settings
 from services.reports.metrics import JOBS, RENDER_SECONDS
-from services.reports.models import Batch, BatchItem, Report, Result, Video
-from services.reports.outcomes import ACTIVE, JobResult, Outcome
+from services.reports.batches import batch_items_and_results
+from services.reports.models import Batch, Report, Result, Video
+from services.reports.outcomes import ACTIVE, JobResult, Outcome, backoff_s, unclaimed
 from services.reports.render_json import build_batch_document, build_document, build_video_document, render_json
 from services.reports.render_pdf import render_pdf
 from services.reports.timeline import timeline_png
@@ -69,9 +70,7 @@ async def load_subject(session: AsyncSession, report: Report, settings: Settings
         batch = await session.get(Batch, report.batch_id)
         if batch is None:
             raise PermanentJobError("the batch of this report no longer exists")
-        items = list(await session.scalars(select(BatchItem).where(BatchItem.batch_id == batch.id).order_by(BatchItem.position)))
-        ids = [item.result_id for item in items if item.result_id]
-        results = {r.id: r for r in await session.scalars(select(Result).where(Result.id.in_(ids)))} if ids else {}
+        items, results = await batch_items_and_results(session, batch.id)
         return Subject(build_batch_document(batch, items, results, report, now), lambda: b"", batch.created_at)
     if report.video_id:
         video = await session.get(Video, report.video_id)
@@ -105,9 +104,7 @@ class ReportJobs:
             )
             await session.commit()
             if attempt is None:
-                if await session.get(Report, report_id) is None:
-                    return JobResult(Outcome.FAILED, error=f"report {report_id} does not exist")
-                return JobResult(Outcome.SKIPPED)
+                return await unclaimed(self.sessions, Report, report_id)
             if attempt > max_attempts:
                 # Attempts also count deliveries whose worker died mid-job: a job that kills every worker
                 # that takes it must stop somewhere too.
@@ -131,7 +128,7 @@ class ReportJobs:
             log.warning("report %s attempt %d/%d failed: %s", report_id, attempt, max_attempts, reason)
             if attempt >= max_attempts:
                 return await self._fail(report_id, attempt, f"rendering failed after {attempt} attempts: {reason}")
-            delay = self.settings.retry_delays_s[attempt - 1]
+            delay = backoff_s(self.settings, attempt)
             await self._set(report_id, status="queued", error=f"attempt {attempt} failed ({reason}); retrying in {delay:g} s")
             JOBS.labels("retried").inc()
             return JobResult(Outcome.RETRY, attempt, delay, reason)

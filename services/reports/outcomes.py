@@ -43,6 +43,14 @@ class JobResult:
     error: str = ""
 
 
+async def unclaimed(sessions: async_sessionmaker, table, row_id: str) -> JobResult:
+    """A job whose claim took no row: a redelivery of finished work (SKIPPED), or a row that does not
+    exist (FAILED)."""
+    async with sessions() as session:
+        exists = await session.get(table, row_id) is not None
+    return JobResult(Outcome.SKIPPED) if exists else JobResult(Outcome.FAILED, error=f"{table.__name__.lower()} {row_id} does not exist")
+
+
 def backoff_s(settings: Settings, streak: int) -> float:
     """The wait before slice `streak` of a batch or video that made no progress (1 = the first): the
     report retry delays in turn, then the last one for as long as it takes. Never given up: the photos

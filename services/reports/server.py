@@ -4,11 +4,11 @@ import asyncio
 import logging
 from functools import partial
 
-from fer.v1 import auth_pb2_grpc, inference_pb2_grpc, reports_pb2, reports_pb2_grpc
-from ferkit.grpc_client import open_channel
+from fer.v1 import reports_pb2, reports_pb2_grpc
 from ferkit.db import make_engine, make_sessionmaker
 from ferkit.grpc_server import GrpcService, Registration, run_until_signalled
 from ferkit.logs import setup_logging
+from services.reports.analysis import open_upstreams
 from services.reports.config import Settings
 from services.reports.dispatch import make_dispatcher
 from services.reports.erasure import Eraser
@@ -22,13 +22,10 @@ def build(settings: Settings) -> tuple[GrpcService, ReportsServicer]:
     sessions = make_sessionmaker(engine)
     # The services AnalyzeImage (and, without a broker, the batch and video jobs) call, one channel
     # each for the life of the process.
-    channels = {name: open_channel(addr, timeout_s=settings.grpc_timeout_s)
-                for name, addr in (("inference", settings.inference_addr), ("auth", settings.auth_addr)) if addr}
-    inference = inference_pb2_grpc.InferenceServiceStub(channels["inference"]) if "inference" in channels else None
-    auth = auth_pb2_grpc.AuthServiceStub(channels["auth"]) if "auth" in channels else None
+    channels, inference, auth = open_upstreams(settings)
     servicer = ReportsServicer(settings, sessions, make_dispatcher(settings, sessions, inference, auth), inference=inference, auth=auth)
     servicer.engine = engine
-    servicer.channels = list(channels.values())
+    servicer.channels = channels
     servicer.eraser = Eraser(settings, sessions, servicer.auth)
     service = GrpcService(
         settings, [Registration(reports_pb2_grpc.add_ReportsServiceServicer_to_server, servicer, SERVICE_NAME)]

@@ -22,10 +22,12 @@ from services.reports import media
 from services.reports.amqp import Job
 from services.reports.analysis import UpstreamError, analyse_and_store, check_input, new_result
 from services.reports.annotate import result_png
+from services.reports.batches import batch_items, batch_items_and_results
 from services.reports.config import Settings
 from services.reports.erasure import erase_owner
 from services.reports.metrics import BATCHES, JOBS, VIDEOS
 from services.reports.models import FORMATS, Batch, BatchItem, Report, Result, Video, VideoChunk
+from services.reports.outcomes import ACTIVE
 from services.reports.timeline import timeline_csv, timeline_png
 from services.reports.videos import stored_tracks
 
@@ -190,8 +192,7 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
             row = await session.scalar(select(model).where(model.id == row_id, model.owner_id == owner_id).options(*options))
         if row is None:
             # Another owner's row and a missing one look the same.
-            name = {"batches": "batch"}.get(model.__tablename__, model.__tablename__[:-1])
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"{name} not found")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"{model.__name__.lower()} not found")
         return row
 
     async def _page(self, session, model, owner_id: str, page: common_pb2.PageRequest, context) -> tuple[list, common_pb2.PageInfo]:
@@ -346,13 +347,10 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
         await self._dispatch(Job("batch", batch.id))
         return batch_to_proto(batch, items)
 
-    async def _batch_items(self, session, batch_id: str) -> list[BatchItem]:
-        return list(await session.scalars(select(BatchItem).where(BatchItem.batch_id == batch_id).order_by(BatchItem.position)))
-
     async def GetBatch(self, request, context):
         async with self.sessions() as session:
             batch = await self._owned_or_abort(session, Batch, request.owner_id, request.id, context)
-            return batch_to_proto(batch, await self._batch_items(session, batch.id))
+            return batch_to_proto(batch, await batch_items(session, batch.id))
 
     async def ListBatches(self, request, context):
         async with self.sessions() as session:
@@ -362,12 +360,10 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
     async def GetBatchCsv(self, request, context):
         async with self.sessions() as session:
             batch = await self._owned_or_abort(session, Batch, request.owner_id, request.id, context)
-            if batch.status in ("queued", "running"):
+            if batch.status in ACTIVE:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                     f"the batch is {batch.status} ({batch.done} of {batch.total} photos finished)")
-            items = await self._batch_items(session, batch.id)
-            ids = [item.result_id for item in items if item.result_id]
-            results = {r.id: r for r in await session.scalars(select(Result).where(Result.id.in_(ids)))} if ids else {}
+            items, results = await batch_items_and_results(session, batch.id)
         content = batch_csv(items, results).encode("utf-8")
         filename = f"fer-batch-{as_utc(batch.created_at):%Y%m%d-%H%M%S}-{batch.id[:8]}.csv"
         return reports_pb2.FileContent(content=content, content_type="text/csv; charset=utf-8", filename=filename)
@@ -476,7 +472,7 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
         (model, subject_id), = subjects
         async with self.sessions() as session:
             subject = await self._owned_or_abort(session, model, request.owner_id, subject_id, context)
-            if model is not Result and subject.status in ("queued", "running"):
+            if model is not Result and subject.status in ACTIVE:
                 # A report is a record of the finished analysis, not of one half done.
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                     f"the {model.__name__.lower()} is {subject.status}; ask for its report once it is done")

@@ -48,7 +48,7 @@ def _summary(number: int, track: _Track, classes: list[str] | tuple[str, ...]) -
     # Ties go to the first class in the model's order: stable from one request to the next.
     dominant = max(classes, key=lambda c: counts[c]) if total else ""
     return {"track": number, "dominant_label": dominant, "share": share, "start_t": track.points[0]["t"],
-            "end_t": track.last["t"], "points": track.points}
+            "end_t": track.last["t"], "points": list(track.points)}
 
 
 class TrackLinker:
@@ -89,7 +89,7 @@ class TrackLinker:
     def tracks(self, classes: list[str] | tuple[str, ...]) -> list[dict[str, Any]]:
         """The tracks so far (see link_tracks), summarised over `classes`."""
         classes = tuple(classes)
-        return [_summary(number, _Track(list(track.points)), classes) for number, track in enumerate(self._tracks, start=1)]
+        return [_summary(number, track, classes) for number, track in enumerate(self._tracks, start=1)]
 
 
 def link_tracks(frames: list[tuple[float, list[dict[str, Any]]]], classes: list[str] | tuple[str, ...],

@@ -35,7 +35,7 @@ from services.reports import media
 from services.reports.config import Settings
 from services.reports.metrics import VIDEO_FRAMES, VIDEOS
 from services.reports.models import Video, VideoChunk, VideoFrame
-from services.reports.outcomes import ACTIVE, TRANSIENT, JobResult, Outcome, wait_for_upstreams
+from services.reports.outcomes import ACTIVE, TRANSIENT, JobResult, Outcome, unclaimed, wait_for_upstreams
 from services.reports.tracks import TrackLinker
 
 log = logging.getLogger(__name__)
@@ -107,9 +107,7 @@ class VideoJobs:
         video = await self._claim(video_id)
         if video is None:
             self._forget(video_id)
-            async with self.sessions() as session:
-                exists = await session.get(Video, video_id) is not None
-            return JobResult(Outcome.SKIPPED) if exists else JobResult(Outcome.FAILED, error=f"video {video_id} does not exist")
+            return await unclaimed(self.sessions, Video, video_id)
         stopped = video.unfinished_slices - 1  # this claim counts itself
         if stopped >= self.settings.video_max_unfinished_slices:
             return await self._fail(video_id, f"the analysis stopped without an answer {stopped} times in a row at "
@@ -194,14 +192,14 @@ class VideoJobs:
         descriptor, path = tempfile.mkstemp(prefix="fer-video-", dir=self.settings.spool_dir or None)
         try:
             with os.fdopen(descriptor, "wb") as out:
-                seq = 0
-                while True:
-                    async with self.sessions() as session:
+                async with self.sessions() as session:
+                    seq = 0
+                    while True:
                         data = await session.scalar(select(VideoChunk.data).where(VideoChunk.video_id == video_id, VideoChunk.seq == seq))
-                    if data is None:
-                        break
-                    out.write(data)
-                    seq += 1
+                        if data is None:
+                            break
+                        out.write(data)
+                        seq += 1
         except BaseException:
             os.unlink(path)
             raise
@@ -257,6 +255,8 @@ class VideoJobs:
                 .returning(Video.id)
             )
             await session.commit()
+        # The worker keeps no linker for a finished video.
+        _LINKERS.pop(video_id, None)
         self._forget(video_id)
         if finished is None:
             return JobResult(Outcome.SKIPPED)

@@ -14,13 +14,12 @@ import logging
 import signal
 import time
 
-from fer.v1 import auth_pb2_grpc, inference_pb2_grpc
 from ferkit.amqp import ReconnectingConsumer
 from ferkit.db import make_engine, make_sessionmaker
-from ferkit.grpc_client import open_channel
 from ferkit.logs import setup_logging
 from ferkit.metrics import start_metrics_server
 from services.reports.amqp import ROUTING_KEY, Topology, job_body, job_properties, parse_job
+from services.reports.analysis import open_upstreams
 from services.reports.config import Settings
 from services.reports.dispatch import JobRunner
 from services.reports.metrics import DEAD_LETTERED, QUEUE_DEPTH
@@ -49,14 +48,9 @@ class Worker(ReconnectingConsumer):
     async def _open(self) -> None:
         """The gRPC channels batches and videos analyse with, made inside the worker's loop (grpc.aio
         channels belong to the loop they are made in)."""
-        stubs = {}
-        for name, addr, stub in (("inference", self.settings.inference_addr, inference_pb2_grpc.InferenceServiceStub),
-                                 ("auth", self.settings.auth_addr, auth_pb2_grpc.AuthServiceStub)):
-            if addr:
-                channel = open_channel(addr, timeout_s=self.settings.grpc_timeout_s)
-                self.channels.append(channel)
-                stubs[name] = stub(channel)
-        self.jobs = JobRunner(self.settings, make_sessionmaker(self.engine), stubs.get("inference"), stubs.get("auth"))
+        channels, inference, auth = open_upstreams(self.settings)
+        self.channels.extend(channels)
+        self.jobs = JobRunner(self.settings, make_sessionmaker(self.engine), inference, auth)
 
     async def _close(self) -> None:
         if self.jobs is not None:
