@@ -337,9 +337,10 @@ class Trainer:
                      self.deadline.isoformat(), planned, self.planned_epochs, max(self.epoch_times[-3:]))
             self.planned_epochs = planned
 
-    def _report_progress(self, hist_path: Path) -> None:
-        """progress.json and its log line (training/progress.py): what a job's follower reads."""
-        progress = progress_of(read_history(hist_path), self.planned_epochs)
+    def _report_progress(self, rows: list[dict[str, float]]) -> None:
+        """progress.json and its log line (training/progress.py): what a job's follower reads; `rows` as
+        history.csv holds them."""
+        progress = progress_of(rows, self.planned_epochs)
         write_progress(self.out, progress)
         log.info("%s", progress_line(progress))
 
@@ -352,7 +353,7 @@ class Trainer:
             save_config(cfg, self.out / "config.yaml")
             if self.epoch == 0 and hist_path.exists():
                 hist_path.unlink()
-            self._report_progress(hist_path)
+            self._report_progress(read_history(hist_path))
         log.info("training %s on %d images (%d steps/epoch x %d epochs), validating on %d, device %s, world %d, "
                  "bf16 %s, channels_last %s", self.arch_name, len(self.train_x), self.steps_per_epoch, cfg.epochs,
                  len(self.val_x), self.device, self.dist.world, self.use_bf16, self.channels_last)
@@ -376,8 +377,9 @@ class Trainer:
                 save_checkpoint(ck, self.out / CHECKPOINT_LAST)
                 if improved:
                     save_checkpoint(ck, self.out / CHECKPOINT_BEST)
-                plot_history(read_history(hist_path), self.out / "training_curve.png", self.arch_name)
-                self._report_progress(hist_path)
+                rows = read_history(hist_path)
+                plot_history(rows, self.out / "training_curve.png", self.arch_name)
+                self._report_progress(rows)
                 lm_text = "" if self.train_lm is None else f"  landmark loss {stats['train_landmark_loss']:.4f}"
                 log.info("epoch %d/%d  lr %.4f  train loss %.4f acc %.4f%s  val loss %.4f acc %.4f%s  "
                          "%.0fs (augment %.1fs, %.0f img/s)", self.epoch, self.planned_epochs, lr, stats["train_loss"],

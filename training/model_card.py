@@ -46,7 +46,7 @@ def model_card(meta: ModelMetadata, single_pass: str = "PrivateTest", served: st
              f"- served as: model.pt (TorchScript{f', written by torch {meta.torch_version}' if meta.torch_version else ''}), test-time augmentation built in: {meta.tta}; scores are "
              f"softmax(logits / {meta.temperature:.3f}); top score below {meta.uncertain_below:g} is flagged uncertain",
              f"- trained: {meta.extra.get('epochs_trained', '?')} epochs, checkpoint chosen on "
-             f"{cfg.get('data', {}).get('val_split', 'the validation split')} at epoch {meta.extra.get('best_epoch', '?')}; "
+             f"{data.get('val_split', 'the validation split')} at epoch {meta.extra.get('best_epoch', '?')}; "
              f"git {meta.git_revision}; data sha256 {meta.data_sha256[:16]}",
              "", "## Intended use", "", INTENDED_USE,
              "", "## Data", "",

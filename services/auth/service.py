@@ -156,15 +156,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             if request.HasField("new_password"):
                 user.password_hash = await asyncio.to_thread(self.hasher.hash, request.new_password)
                 # A new password ends every other session at once (ASVS 3.3.3); the one that made the change goes on.
-                await session.execute(
-                    update(RefreshToken)
-                    .where(
-                        RefreshToken.user_id == user.id,
-                        RefreshToken.revoked_at.is_(None),
-                        RefreshToken.family_id != request.session_id,
-                    )
-                    .values(revoked_at=utcnow())
-                )
+                await self._revoke_user_sessions(session, user.id, keep_family=request.session_id)
             user.updated_at = utcnow()
             try:
                 await session.commit()
@@ -288,11 +280,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 )
             if changes.get("disabled"):
                 # Its refresh tokens die now; re-enabling does not bring its sessions back.
-                await session.execute(
-                    update(RefreshToken)
-                    .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-                    .values(revoked_at=utcnow())
-                )
+                await self._revoke_user_sessions(session, user.id)
             await session.commit()
         log.info("administrator %s changed user %s: %s", request.admin_id or "?", user.id, changes)
         return user_to_proto(user)
@@ -362,7 +350,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         token_hash = hash_refresh_token(request.refresh_token)
         async with self.sessions() as session:
             stored = await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
-            if stored is not None and await session.scalar(select(User.disabled).where(User.id == stored.user_id)):
+            user = await session.get(User, stored.user_id) if stored is not None else None
+            if user is not None and user.disabled:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, DISABLED)
             if stored is None or stored.revoked_at is not None or as_utc(stored.expires_at) <= utcnow():
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "refresh token is invalid, expired or revoked")
@@ -379,7 +368,6 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 await session.commit()
                 log.warning("refresh token reuse for user %s: family revoked", stored.user_id)
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "refresh token was already used; please log in again")
-            user = await session.get(User, stored.user_id)
             pair = await self._issue_pair(session, user, session_id=stored.family_id)
             await session.commit()
             return pair
@@ -390,6 +378,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=utcnow())
         )
+
+    async def _revoke_user_sessions(self, session, user_id: str, keep_family: str | None = None) -> None:
+        """Revoke every live refresh token of the user, but those of `keep_family` when given."""
+        change = update(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        if keep_family is not None:
+            change = change.where(RefreshToken.family_id != keep_family)
+        await session.execute(change.values(revoked_at=utcnow()))
 
     async def Revoke(self, request, context):
         async with self.sessions() as session:

@@ -274,7 +274,5 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         return inference_pb2.PredictCropsResponse(
             faces=[_face(box, p, version.metadata.classes, 0.0, u) for box, p, u in zip(boxes, probs, uncertain)],
             model=_model_ref(version),
-            timings=common_pb2.Timings(
-                decode_ms=clock.ms["decode"], infer_ms=clock.ms["infer"], total_ms=(time.perf_counter() - start) * 1000.0
-            ),
+            timings=_timings(clock, start),
         )

@@ -109,6 +109,7 @@ class LocalLauncher:
         env = {**os.environ, **self.cfg.env, "GPUS": str(spec.gpus), "TRAINING_JOB_ID": spec.job_id,
                "MODEL_NAME": spec.model_name, "PYTHONUNBUFFERED": "1"}
         self._set(spec.job_id, JobState(JobStatus.RUNNING))
+        state: JobState | None = None  # FAILED once a step fails; else decided by the cancel check at the end
         with open(log_path, "ab") as out:
             for name, step in zip(STEP_NAMES, steps):
                 with self._lock:
@@ -125,16 +126,14 @@ class LocalLauncher:
                 if code != 0:
                     cause = last_error(read_tail(log_path, 200)) or f"exited {code}; log {log_path}"
                     log.warning("training job %s failed at %s: %s", spec.job_id, name, cause)
-                    with self._lock:
-                        self._procs.pop(spec.job_id, None)
-                    self._set(spec.job_id, JobState(JobStatus.FAILED, f"{name}: {cause}"))
-                    return
+                    state = JobState(JobStatus.FAILED, f"{name}: {cause}")
+                    break
         with self._lock:
             self._procs.pop(spec.job_id, None)
-        if spec.job_id in self._cancelled:
-            self._set(spec.job_id, JobState(JobStatus.CANCELLED, "cancelled"))
-        else:
-            self._set(spec.job_id, JobState(JobStatus.SUCCEEDED))
+        if state is None:
+            cancelled = spec.job_id in self._cancelled
+            state = JobState(JobStatus.CANCELLED, "cancelled") if cancelled else JobState(JobStatus.SUCCEEDED)
+        self._set(spec.job_id, state)
 
     def _set(self, job_id: str, state: JobState) -> None:
         with self._lock:
@@ -183,7 +182,7 @@ class LocalLauncher:
         try:
             proc.wait(self.cfg.kill_after_s)
         except subprocess.TimeoutExpired:
-            _signal_group(proc, signal.SIGKILL)
+            pass  # still running: the SIGKILL below ends it
         # torchrun's workers may outlive torchrun itself by a moment: the group goes in any case.
         _signal_group(proc, signal.SIGKILL)
 
