@@ -235,7 +235,8 @@ function detailText(detail) {
   return "";
 }
 
-function sentence(text) {
+/** "the name is taken" → "The name is taken.": a server's text as a sentence. */
+export function sentence(text) {
   const trimmed = text.trim();
   const capital = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
   return /[.!?]$/.test(capital) ? capital : `${capital}.`;
@@ -257,13 +258,18 @@ export function fileSize(bytes) {
 export async function fetchFile(path, fallbackName) {
   const response = await request(path, { raw: true });
   const blob = await response.blob();
-  const match = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(response.headers.get("content-disposition") || "");
-  const name = match ? decodeURIComponent(match[1]).replace(/[\\/]/g, "_") : fallbackName;
+  const name = dispositionName(response.headers.get("content-disposition")) || fallbackName;
   return { blob, name };
 }
 
+/** The file name a Content-Disposition header gives (path separators made harmless), or "". */
+function dispositionName(disposition) {
+  const match = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(disposition || "");
+  return match ? decodeURIComponent(match[1]).replace(/[\\/]/g, "_") : "";
+}
+
 /** Resolves after `ms`, or at once when `signal` aborts (the page was left), so loops end promptly. */
-export function pause(ms, signal) {
+function pause(ms, signal) {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
     const timer = setTimeout(done, ms);

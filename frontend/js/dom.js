@@ -101,6 +101,15 @@ export function percent(value) {
   return `${(value * 100).toFixed(1)}%`;
 }
 
+/** "happy" → "Happy"; anything missing → "". */
+export function capital(text) {
+  const word = String(text ?? "");
+  return word.charAt(0).toUpperCase() + word.slice(1);
+}
+
+/** plural(1, "face", "faces") → "1 face", plural(3, …) → "3 faces". */
+export const plural = (count, one, many) => `${count} ${count === 1 ? one : many}`;
+
 /** Lets `zone` take files dropped on it as its file `input` would: `choose(files)` gets them either way. */
 export function acceptDrops(zone, input, choose) {
   input.addEventListener("change", () => choose(input.files));

@@ -7,13 +7,14 @@ break the header's quoted string. Every client reads the ASCII `filename="..."`;
 import re
 import unicodedata
 from collections.abc import Awaitable
+from typing import TypeVar
 from urllib.parse import quote
 
 import grpc
 from fastapi import HTTPException
 from starlette.responses import Response
 
-from fer.v1.reports_pb2 import FileContent
+T = TypeVar("T")
 
 # Control characters go everywhere; quotes and backslashes only from the quoted-string (the
 # percent-encoded form carries them safely).
@@ -44,9 +45,11 @@ def file_response(content: bytes, media_type: str, filename: str, default: str, 
     )
 
 
-async def stored_file(call: Awaitable[FileContent]) -> FileContent:
-    """A file the service makes once the work is done (a report, a batch's CSV, a video's timeline): its
-    FAILED_PRECONDITION, "not done yet", is a 409 here rather than errors.py's general 400."""
+async def conflict_on_precondition(call: Awaitable[T]) -> T:
+    """The call's answer, with a FAILED_PRECONDITION turned into a 409 (its details as the detail) rather than
+    errors.py's general 400: a conflict with the state of things, not a request wrong in itself. For a file
+    the service makes once the work is done (a report, a batch's CSV, a video's timeline: "not done yet"),
+    and for an account change that would leave no administrator."""
     try:
         return await call
     except grpc.aio.AioRpcError as exc:

@@ -1,6 +1,7 @@
 // Analysis: choose or drop a photo, preview it, add notes, run, watch progress, see the result.
-import { limits, megabytes, request } from "../api.js";
+import { fileSize, limits, megabytes, request } from "../api.js";
 import { acceptDrops, alertBox, announce, field, h, onSubmit } from "../dom.js";
+import { showUpload, uploadBar } from "./jobs.js";
 import { resultView } from "./result.js";
 
 export function analyzePage(ctx) {
@@ -14,9 +15,7 @@ export function analyzePage(ctx) {
     input,
   );
   const preview = h("div", { class: "preview", hidden: true });
-  const progress = h("progress", { max: 1, value: 0, "aria-labelledby": "progress-label" });
-  const progressLabel = h("span", { id: "progress-label" });
-  const progressBox = h("div", { class: "progress", hidden: true }, progressLabel, progress);
+  const bar = uploadBar("progress-label");
   const runButton = h("button", { type: "submit", class: "button", disabled: true }, "Analyse");
   const output = h("div", { class: "output" });
   let file = null;
@@ -34,7 +33,7 @@ export function analyzePage(ctx) {
       return;
     }
     previewUrl = URL.createObjectURL(file);
-    const caption = h("figcaption", {}, `${file.name} (${size(file.size)})`);
+    const caption = h("figcaption", {}, `${file.name} (${fileSize(file.size)})`);
     const image = h("img", { src: previewUrl, alt: `Preview of ${file.name}` });
     // The server has the last word on what is an image; the preview only says what the browser sees.
     image.addEventListener("error", () => image.replaceWith(h("p", { class: "hint" }, "No preview: the browser cannot show this file as an image.")));
@@ -58,7 +57,7 @@ export function analyzePage(ctx) {
       h("p", { class: "hint", id: "whole-face-hint" }, "For a close crop of a single face: the whole image is analysed as that face, without searching for faces."),
     ),
     error,
-    progressBox,
+    bar.box,
     h("div", { class: "actions" }, runButton),
   );
 
@@ -80,30 +79,22 @@ export function analyzePage(ctx) {
     if (notes) body.append("notes", notes);
     body.append("mode", form.whole_face.checked ? "face" : "detect");
     output.replaceChildren();
-    progress.value = 0;
-    progressLabel.textContent = "Uploading… ";
-    progressBox.hidden = false;
+    bar.progress.value = 0;
+    bar.label.textContent = "Uploading… ";
+    bar.box.hidden = false;
     let prediction;
     try {
       prediction = await request("/predictions", {
         method: "POST",
         body,
-        onUploadProgress: (fraction) => {
-          if (fraction < 1) {
-            progress.value = fraction;
-            progressLabel.textContent = `Uploading… ${Math.round(fraction * 100)}% `;
-          } else {
-            progress.removeAttribute("value"); // indeterminate while the server works
-            progressLabel.textContent = "Analysing… ";
-          }
-        },
+        onUploadProgress: (fraction) => showUpload(bar.progress, bar.label, fraction, "Analysing… "),
       });
     } catch (failure) {
       // Input the server refused is about the file: say so in front of its own reason.
       if ([400, 415, 422].includes(failure.status)) failure.message = `This file cannot be analysed. ${failure.message}`;
       throw failure;
     } finally {
-      progressBox.hidden = true;
+      bar.box.hidden = true;
     }
     if (ctx.signal.aborted) return;
     const heading = h("h2", { tabindex: "-1" }, "Result");
@@ -124,10 +115,4 @@ export function analyzePage(ctx) {
       output,
     ),
   };
-}
-
-function size(bytes) {
-  if (bytes < 1024) return `${bytes} bytes`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} KB`;
-  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }

@@ -1,13 +1,11 @@
 // Batches: many photos (or one ZIP of them) analysed in the background, followed as they finish, one CSV for all.
 import { fileSize, limits, megabytes, pollWhile, request } from "../api.js";
-import { acceptDrops, alertBox, announce, field, fieldError, formatDate, h, onSubmit } from "../dom.js";
-import { downloadLink, leadLine, notFound, recentList, statusWord, uploadJob } from "./jobs.js";
+import { acceptDrops, alertBox, announce, field, fieldError, formatDate, h, onSubmit, plural } from "../dom.js";
+import { downloadLink, leadLine, notFound, recentList, running, statusWord, uploadBar, uploadJob } from "./jobs.js";
 
 const DEFAULT_MAX_PHOTOS = 200;
 const RECENT = 10;
 const isZip = (file) => /\.zip$/i.test(file.name) || /zip/.test(file.type);
-const running = (batch) => batch.status === "queued" || batch.status === "running";
-const plural = (count, one, many) => `${count} ${count === 1 ? one : many}`;
 
 export function batchPage(ctx) {
   const error = alertBox();
@@ -20,9 +18,7 @@ export function batchPage(ctx) {
   const chosenList = h("ul", { class: "file-list", "aria-label": "Chosen files" });
   const chosenSummary = h("p", { class: "hint", id: "chosen-summary" });
   const chosen = h("div", { class: "chosen", hidden: true }, chosenSummary, chosenList);
-  const progress = h("progress", { max: 1, value: 0, "aria-labelledby": "batch-upload-label" });
-  const progressLabel = h("span", { id: "batch-upload-label" });
-  const progressBox = h("div", { class: "progress", hidden: true }, progressLabel, progress);
+  const bar = uploadBar("batch-upload-label");
   const runButton = h("button", { type: "submit", class: "button", disabled: true }, "Upload and analyse");
   let files = [];
   let maxPhotos = DEFAULT_MAX_PHOTOS;
@@ -46,7 +42,7 @@ export function batchPage(ctx) {
     chosen,
     field("Notes (optional)", { multiline: true, name: "notes", rows: 2 }, "Kept with every photo's result and with the batch."),
     error,
-    progressBox,
+    bar.box,
     h("div", { class: "actions" }, runButton),
   );
 
@@ -71,7 +67,7 @@ export function batchPage(ctx) {
     const notes = form.notes.value.trim();
     if (notes) body.append("notes", notes);
     await uploadJob(ctx, {
-      path: "/batches", body, bar: { box: progressBox, label: progressLabel, progress },
+      path: "/batches", body, bar,
       waiting: "Queuing… ", refused: "These files cannot be analysed.",
       uploaded: "Uploaded. The photos are being analysed.", next: (created) => `/batches/${encodeURIComponent(created.id)}`,
     });

@@ -108,8 +108,3 @@ export function confirmDialog({ title, body, confirm, danger = false }) {
 export function figure(value) {
   return typeof value === "number" && Number.isFinite(value) ? `${(value * 100).toFixed(1)}%` : "not measured";
 }
-
-export function capital(text) {
-  const word = String(text ?? "");
-  return word.charAt(0).toUpperCase() + word.slice(1);
-}

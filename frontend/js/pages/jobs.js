@@ -35,6 +35,17 @@ export function showUpload(progress, label, fraction, afterText) {
   }
 }
 
+/** The upload's progress bar, hidden until an upload starts: `{ box, label, progress }` as uploadJob takes it. */
+export function uploadBar(labelId) {
+  const progress = h("progress", { max: 1, value: 0, "aria-labelledby": labelId });
+  const label = h("span", { id: labelId });
+  const box = h("div", { class: "progress", hidden: true }, label, progress);
+  return { box, label, progress };
+}
+
+/** A batch, video or training job still waiting or working. */
+export const running = (job) => job.status === "queued" || job.status === "running";
+
 export function statusWord(job) {
   return { queued: "waiting to start", running: "in progress", done: "done", failed: "failed" }[job.status] || job.status;
 }
@@ -46,7 +57,7 @@ export function recentList(ctx, { path, title, empty, href, text }) {
   request(path)
     .then((page) => {
       if (ctx.signal.aborted) return;
-      const items = page.items || page.batches || page.videos || [];
+      const items = page.items || [];
       list.replaceChildren(
         items.length
           ? h("ol", { class: "history" }, items.map((item) => h("li", {}, h(

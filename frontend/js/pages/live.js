@@ -1,7 +1,7 @@
 // The live camera: frames go to the platform over a WebSocket, boxes and labels come back and are drawn
 // over the video, and a chart keeps the last minute. Nothing is stored unless "Save snapshot" is pressed.
 import { currentAccessToken, request, sessionRefused, socketUrl } from "../api.js";
-import { alertBox, announce, h, percent } from "../dom.js";
+import { alertBox, announce, capital, h, percent } from "../dom.js";
 
 const CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
 // Distinct hues, each dark enough to read on white.
@@ -21,8 +21,6 @@ const CHART_SPAN_MS = 60_000;
 const CHART_EVERY_MS = 250;
 const FPS_WINDOW_MS = 2000;
 const SOCKET_POLICY_VIOLATION = 1008;
-
-const capital = (text) => text.charAt(0).toUpperCase() + text.slice(1);
 
 export function livePage(ctx) {
   const error = alertBox();
@@ -169,7 +167,6 @@ export function livePage(ctx) {
       return;
     }
     const at = performance.now();
-    lastReplyAt = at;
     replies.push(at);
     while (replies.length && replies[0] < at - FPS_WINDOW_MS) replies.shift();
     const faces = reply.faces || [];
@@ -264,13 +261,16 @@ export function livePage(ctx) {
     const width = video.clientWidth;
     const height = video.clientHeight;
     const ratio = window.devicePixelRatio || 1;
-    overlay.width = Math.round(width * ratio);
-    overlay.height = Math.round(height * ratio);
+    // Resizing reallocates the canvas: only when the size changed, as drawChart does.
+    if (overlay.width !== Math.round(width * ratio)) overlay.width = Math.round(width * ratio);
+    if (overlay.height !== Math.round(height * ratio)) overlay.height = Math.round(height * ratio);
     overlay.style.width = `${width}px`;
     overlay.style.height = `${height}px`;
     const draw = overlay.getContext("2d");
+    // The whole canvas in its own pixels (the rounded size may pass width × ratio), then CSS pixels.
+    draw.setTransform(1, 0, 0, 1, 0, 0);
+    draw.clearRect(0, 0, overlay.width, overlay.height);
     draw.setTransform(ratio, 0, 0, ratio, 0, 0);
-    draw.clearRect(0, 0, width, height);
     if (!lastFrame) return;
     const scaleX = width / lastFrame.width;
     const scaleY = height / lastFrame.height;

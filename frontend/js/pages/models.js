@@ -1,8 +1,8 @@
 // #/console/models: every model version with its figures, per-class bars, confusion matrix, card and
 // report; which version serves now; promote and roll back behind a confirmation; two versions compared.
 import { fetchFile, request } from "../api.js";
-import { alertBox, announce, formatDate, h } from "../dom.js";
-import { adminOnly, capital, confirmDialog, consoleNav, figure } from "./console.js";
+import { alertBox, announce, capital, formatDate, h } from "../dom.js";
+import { adminOnly, confirmDialog, consoleNav, figure } from "./console.js";
 
 export const modelsPage = adminOnly(async (ctx) => {
   const listed = await request("/models");
@@ -92,7 +92,7 @@ export const modelsPage = adminOnly(async (ctx) => {
 });
 
 /** The figures a version was measured with: its recipe's test split, else "test", else the first plain split. */
-export function testSplit(version) {
+function testSplit(version) {
   const metrics = version.metadata?.metrics || {};
   const usable = (key) => metrics[key] && typeof metrics[key].accuracy === "number";
   const named = version.metadata?.training_config?.data?.test_split;
@@ -265,8 +265,10 @@ function compareSection(name, own) {
 
 function comparisonTable(a, b) {
   if (!a || !b) return h("p");
-  const ma = testMetrics(a);
-  const mb = testMetrics(b);
+  const splitA = testSplit(a);
+  const splitB = testSplit(b);
+  const ma = splitA ? a.metadata.metrics[splitA] : null;
+  const mb = splitB ? b.metadata.metrics[splitB] : null;
   const classes = (ma?.classes || mb?.classes || []).slice();
   for (const name of mb?.classes || []) if (!classes.includes(name)) classes.push(name);
   const rows = [
@@ -274,8 +276,6 @@ function comparisonTable(a, b) {
     ["Macro-F1", ma?.macro_f1, mb?.macro_f1],
     ...classes.map((name) => [`Recall: ${name}`, ma?.per_class?.[name]?.recall, mb?.per_class?.[name]?.recall]),
   ];
-  const splitA = testSplit(a);
-  const splitB = testSplit(b);
   return h(
     "div",
     {},

@@ -1,6 +1,6 @@
 // One analysis result: the annotated image, every face's scores, and its PDF/JSON reports.
-import { ApiError, request } from "../api.js";
-import { alertBox, formatDate, h, percent } from "../dom.js";
+import { ApiError, fetchFile, request } from "../api.js";
+import { alertBox, formatDate, h, percent, plural } from "../dom.js";
 
 const POLL_FIRST_MS = 400;
 const POLL_MAX_MS = 3000;
@@ -32,7 +32,6 @@ export async function resultPage(ctx) {
 }
 
 const names = (label) => label.charAt(0).toUpperCase() + label.slice(1);
-const plural = (count, one, many) => `${count} ${count === 1 ? one : many}`;
 /** A face's label as text, with "(uncertain)" when the model's top score is below its threshold. */
 export const labelText = (face) => (face.uncertain ? `${face.label} (uncertain)` : face.label);
 
@@ -215,15 +214,8 @@ async function prepareReport(predictionId, format, ctx, onStatus) {
     throw new ApiError(500, `The report could not be prepared${report.error ? `: ${report.error}` : ""}. Please try again.`);
   }
   onStatus("downloading…");
-  const response = await request(`/reports/${encodeURIComponent(report.id)}/download`, { raw: true });
-  const blob = await response.blob();
+  const { blob, name } = await fetchFile(`/reports/${encodeURIComponent(report.id)}/download`, `fer-report-${predictionId}.${format}`);
   const url = URL.createObjectURL(blob);
   ctx.onLeave(() => URL.revokeObjectURL(url));
-  const name = fileName(response.headers.get("content-disposition")) || `fer-report-${predictionId}.${format}`;
   return h("a", { href: url, download: name, class: "file-link" }, `Save ${name} again`);
-}
-
-function fileName(disposition) {
-  const match = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(disposition || "");
-  return match ? decodeURIComponent(match[1]).replace(/[\\/]/g, "_") : "";
 }

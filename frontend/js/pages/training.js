@@ -1,10 +1,10 @@
 // #/console/training: start a training job, the past jobs; #/console/training/{id}: one job followed live
 // (status, progress, the training curve as it grows, the log tail, cancel).
-import { pollWhile, request, requestText } from "../api.js";
+import { pollWhile, request, requestText, sentence } from "../api.js";
 import { alertBox, announce, field, formatDate, h, onSubmit } from "../dom.js";
 import { adminOnly, confirmDialog, consoleNav, figure } from "./console.js";
+import { running } from "./jobs.js";
 
-const running = (job) => job.status === "queued" || job.status === "running";
 const STATUS_WORDS = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled" };
 const LOG_LINES = 200;
 
@@ -209,12 +209,6 @@ function typed(raw) {
   if (/^[+-]?\d+$/.test(raw)) return Number(raw);
   if (/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(raw)) return Number(raw);
   return raw.replace(/^"(.*)"$/, "$1");
-}
-
-function sentence(text) {
-  const trimmed = text.trim();
-  const capital = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
-  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
 }
 
 // ---- past jobs -------------------------------------------------------------------------------------------

@@ -24,11 +24,12 @@ export const usersPage = adminOnly(async (ctx) => {
     return `/admin/users?${query}`;
   }
 
-  async function show(at, page = null) {
+  async function show(at) {
     const mine = ++generation;
     error.show("");
+    let page;
     try {
-      page ||= await request(listPath(state.q, state.tokens[at]));
+      page = await request(listPath(state.q, state.tokens[at]));
     } catch (failure) {
       if (mine === generation) error.show(`The accounts could not be loaded. ${failure.message}`);
       return;

@@ -1,13 +1,11 @@
 // Videos: upload one, follow its analysis, then read each face's expressions over time (picture, table, CSV).
 import { fetchFile, fileSize, limits, megabytes, pollWhile, request } from "../api.js";
-import { acceptDrops, alertBox, announce, field, fieldError, formatDate, h, onSubmit, percent } from "../dom.js";
-import { downloadLink, leadLine, notFound, recentList, statusWord, uploadJob } from "./jobs.js";
+import { acceptDrops, alertBox, announce, capital, field, fieldError, formatDate, h, onSubmit, percent } from "../dom.js";
+import { downloadLink, leadLine, notFound, recentList, running, statusWord, uploadBar, uploadJob } from "./jobs.js";
 
 const FPS = { default: 4, min: 0.5, max: 15 };
 const RECENT = 10;
 const VIDEO_TYPES = /\.(mp4|m4v|webm|mkv|mov|avi)$/i;
-const running = (video) => video.status === "queued" || video.status === "running";
-const capital = (text) => text.charAt(0).toUpperCase() + text.slice(1);
 
 export function videoPage(ctx) {
   const error = alertBox();
@@ -23,9 +21,7 @@ export function videoPage(ctx) {
     { type: "number", name: "fps", id: "video-fps", value: String(FPS.default), min: String(FPS.min), max: String(FPS.max), step: "0.5", inputmode: "decimal", required: true },
     `More frames follow quicker changes and take longer. From ${FPS.min} to ${FPS.max}.`,
   );
-  const progress = h("progress", { max: 1, value: 0, "aria-labelledby": "video-upload-label" });
-  const progressLabel = h("span", { id: "video-upload-label" });
-  const progressBox = h("div", { class: "progress", hidden: true }, progressLabel, progress);
+  const bar = uploadBar("video-upload-label");
   const runButton = h("button", { type: "submit", class: "button", disabled: true }, "Upload and analyse");
   let file = null;
 
@@ -47,7 +43,7 @@ export function videoPage(ctx) {
     fps,
     field("Notes (optional)", { multiline: true, name: "notes", rows: 2 }, "Kept with the video's analysis and printed in its reports."),
     error,
-    progressBox,
+    bar.box,
     h("div", { class: "actions" }, runButton),
   );
   const fpsInput = form.querySelector("#video-fps");
@@ -78,7 +74,7 @@ export function videoPage(ctx) {
     const notes = form.notes.value.trim();
     if (notes) body.append("notes", notes);
     await uploadJob(ctx, {
-      path: "/videos", body, bar: { box: progressBox, label: progressLabel, progress },
+      path: "/videos", body, bar,
       waiting: "Checking the video… ", refused: "This video cannot be analysed.",
       uploaded: "Uploaded. The video is being analysed.", next: (created) => `/videos/${encodeURIComponent(created.id)}`,
     });

@@ -1,13 +1,13 @@
 """The administrators' console: every account, searched and paged; a role changed, an account disabled."""
 from typing import Literal
 
-import grpc
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import Field
 
 from fer.v1 import auth_pb2, common_pb2
 from services.gateway.deps import AdminUser, AuthStub
 from services.gateway.openapi import errors
+from services.gateway.responses import conflict_on_precondition
 from services.gateway.schemas import Page, StrictBody, UserOut
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -51,12 +51,6 @@ async def update_user(user_id: str, body: AccountPatch, admin: AdminUser, auth: 
         request.role = ROLES[changes["role"]]
     if "disabled" in changes:
         request.disabled = changes["disabled"]
-    try:
-        updated = await auth.AdminUpdateUser(request)
-    except grpc.aio.AioRpcError as exc:
-        # The last administrator: a conflict with the state of the accounts (errors.py's general 400 is for
-        # requests that are wrong in themselves).
-        if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
-            raise HTTPException(status_code=409, detail=exc.details()) from None
-        raise
+    # The last administrator: a conflict with the state of the accounts, 409.
+    updated = await conflict_on_precondition(auth.AdminUpdateUser(request))
     return AccountOut.from_proto(updated)

@@ -20,7 +20,7 @@ from services.gateway.archives import ArchiveError, ArchiveLimits, Member, read_
 from services.gateway.config import Settings
 from services.gateway.deps import CurrentUser, ReportsStub, SettingsDep
 from services.gateway.openapi import errors
-from services.gateway.responses import file_response, stored_file
+from services.gateway.responses import conflict_on_precondition, file_response
 from services.gateway.routers.predictions import MODES
 from services.gateway.schemas import Page, Progress, from_message
 
@@ -207,6 +207,6 @@ async def get_batch(batch_id: str, request: Request, user: CurrentUser, reports:
 async def get_batch_csv(batch_id: str, user: CurrentUser, reports: ReportsStub) -> Response:
     """One row per face: filename, face index, box, label and the seven scores; a photo without a face
     has one row with an empty label."""
-    csv = await stored_file(reports.GetBatchCsv(reports_pb2.GetBatchRequest(owner_id=user.id, id=batch_id)))
+    csv = await conflict_on_precondition(reports.GetBatchCsv(reports_pb2.GetBatchRequest(owner_id=user.id, id=batch_id)))
     return file_response(csv.content, csv.content_type or "text/csv; charset=utf-8", csv.filename, default="batch.csv",
                          disposition="attachment")

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, model_validator
 from fer.v1 import reports_pb2
 from services.gateway.deps import CurrentUser, ReportsStub
 from services.gateway.openapi import errors
-from services.gateway.responses import file_response, stored_file
+from services.gateway.responses import conflict_on_precondition, file_response
 from services.gateway.schemas import StrictBody, from_message
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -92,5 +92,5 @@ async def get_report(report_id: str, request: Request, user: CurrentUser, report
     responses={200: {"content": {"application/pdf": {}, "application/json": {}}}, **errors(404, 409)},
 )
 async def download_report(report_id: str, user: CurrentUser, reports: ReportsStub) -> Response:
-    file = await stored_file(reports.GetReportFile(reports_pb2.GetReportRequest(owner_id=user.id, id=report_id)))
+    file = await conflict_on_precondition(reports.GetReportFile(reports_pb2.GetReportRequest(owner_id=user.id, id=report_id)))
     return file_response(file.content, file.content_type, file.filename, default="report", disposition="attachment")

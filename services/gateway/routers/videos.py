@@ -17,7 +17,7 @@ from ferkit.logs import REQUEST_ID_HEADER, request_id_var
 from ferkit.vision import CLASSES
 from services.gateway.deps import CurrentUser, ReportsStub, SettingsDep
 from services.gateway.openapi import errors
-from services.gateway.responses import file_response, stored_file
+from services.gateway.responses import conflict_on_precondition, file_response
 from services.gateway.schemas import Page, Progress, from_message
 
 router = APIRouter(prefix="/videos", tags=["videos"])
@@ -188,7 +188,7 @@ async def get_video(video_id: str, request: Request, user: CurrentUser, reports:
 
 
 async def timeline(video_id: str, user_id: str, reports, fmt: str) -> Response:
-    file = await stored_file(reports.GetVideoTimeline(reports_pb2.GetVideoTimelineRequest(owner_id=user_id, id=video_id, format=fmt)))
+    file = await conflict_on_precondition(reports.GetVideoTimeline(reports_pb2.GetVideoTimelineRequest(owner_id=user_id, id=video_id, format=fmt)))
     media_type = "image/png" if fmt == "png" else "text/csv; charset=utf-8"
     return file_response(file.content, file.content_type or media_type, file.filename, default=f"timeline.{fmt}",
                          disposition="inline" if fmt == "png" else "attachment")
