@@ -33,7 +33,7 @@ import websockets
 from PIL import Image
 from skimage import data as skdata
 
-from bench.predict_bench import login, start_platform, stop_platform, wait_serving
+from bench.predict_bench import login, start_platform, stop_platform, wait_ready, wait_serving
 from scripts.dev import Ports
 from tests.fixtures.videos import write_video
 
@@ -178,16 +178,7 @@ def report(video: dict, live: list[dict], batch: dict) -> str:
 
 async def bench(url: str, metrics_url: str, args, work: Path) -> tuple[dict, list[dict], dict]:
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if (await client.get("/readyz")).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the gateway at {url} was not ready within 120 s")
-            await asyncio.sleep(1)
+        await wait_ready(client, url)
         headers = await login(client)
         await wait_serving(client, headers, ("warm.jpg", live_frame()))
         token = headers["Authorization"].split(" ", 1)[1]

@@ -93,6 +93,20 @@ def stop_platform(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+async def wait_ready(client: httpx.AsyncClient, url: str, timeout_s: float = 120) -> None:
+    """Until the gateway's /readyz answers 200; exits the bench past `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if (await client.get("/readyz")).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the gateway at {url} was not ready within {timeout_s:.0f} s")
+        await asyncio.sleep(1)
+
+
 async def login(client: httpx.AsyncClient) -> dict:
     email, password = f"bench-{uuid.uuid4().hex[:8]}@example.com", "Bench-password-42"
     created = await client.post(f"{API}/auth/register", json={"email": email, "password": password, "display_name": "Bench"})
@@ -195,16 +209,7 @@ def comparison(rows: list[dict], peer: dict) -> str:
 
 async def bench(url: str, photos, levels: list[int], requests: int) -> list[dict]:
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if (await client.get("/readyz")).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the gateway at {url} was not ready within 120 s")
-            await asyncio.sleep(1)
+        await wait_ready(client, url)
         headers = await login(client)
         await wait_serving(client, headers, photos[0])
         # One pass to warm every path (detector processes, Triton, database pools).

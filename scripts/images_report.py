@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -18,7 +17,6 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 ALL = ("gateway", "auth", "inference", "reports", "training", "triton")
 NO_TORCH = ("gateway", "auth", "inference", "reports")
 BUILD_TOOLS = ("grpcio-tools",)  # the protos stage's; never in a runtime image
@@ -125,13 +123,6 @@ def render(images: list[Inspection]) -> str:
     return "\n".join(lines)
 
 
-def image_refs(names: list[str], registry: str | None, tag: str | None) -> dict[str, str]:
-    env = {**os.environ, **({"REGISTRY": registry} if registry else {}), **({"TAG": tag} if tag else {})}
-    out = subprocess.run(["bash", str(ROOT / "scripts" / "images.sh"), "--list", *names], env=env, cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
-    return dict(line.split() for line in out.splitlines())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", default=list(ALL), help=f"images (default: {' '.join(ALL)})")
@@ -141,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the inspections here")
     args = parser.parse_args(argv)
 
-    from scripts.images_smoke import engine
+    from scripts.images_smoke import engine, image_refs
 
     refs = image_refs(args.names, args.registry, args.tag)
     kind = Engine(engine())

@@ -13,7 +13,6 @@ behind the failed check. Usage: python -m scripts.images_smoke [--registry R] [-
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +40,7 @@ class CheckFailed(Exception):
         self.blame = blame
 
 
-def image_refs(names: tuple[str, ...], registry: str | None, tag: str | None) -> dict[str, str]:
+def image_refs(names: Sequence[str], registry: str | None, tag: str | None) -> dict[str, str]:
     """The references `make images` gives these images (scripts/images.sh is the one place that names them)."""
     env = {**os.environ, **({"REGISTRY": registry} if registry else {}), **({"TAG": tag} if tag else {})}
     out = subprocess.run(["bash", str(ROOT / "scripts" / "images.sh"), "--list", *names], env=env, cwd=ROOT,
@@ -183,7 +183,7 @@ class Smoke:
         base = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
         for svc in ("auth", "inference", "reports"):
             env[f"{svc.upper()}_DATABASE_URL"] = f"{base}/{self.database(svc)}"
-        models = self.work / "models"
+        models = self.work / "models"  # platform() points INFERENCE_MODEL_REPOSITORY here already
         shutil.copytree(ROOT / "models", models, ignore=shutil.ignore_patterns("__pycache__", ".lock"))
         state = self.work / "inference-state"
         state.mkdir()
@@ -194,7 +194,6 @@ class Smoke:
                 else:
                     sub.chmod(sub.stat().st_mode | 0o777)
         env.update({
-            "INFERENCE_MODEL_REPOSITORY": str(models),
             "INFERENCE_STATE_DIR": str(state),
             # RetinaFace, not the Haar fallback `auto` would take quietly: the image's detector must work.
             "INFERENCE_DETECTOR": "retinaface",
@@ -333,18 +332,6 @@ class Smoke:
                 print(f"--- {name} ({box.image}) log tail ({box.log}):\n{box.tail()}")
 
 
-def photo(size: int | None = None, fmt: str = "PNG") -> bytes:
-    from PIL import Image
-    from skimage import data
-
-    img = Image.fromarray(data.astronaut())
-    if size:
-        img = img.resize((size, size))
-    out = io.BytesIO()
-    img.save(out, fmt)
-    return out.getvalue()
-
-
 def poll(fn, timeout_s: float, what: str, interval_s: float = 0.5):
     deadline = time.monotonic() + timeout_s
     last = None
@@ -427,7 +414,9 @@ def run_checks(smoke: Smoke) -> None:
     prediction: dict = {}
 
     def predict():
-        reply = http.post(f"{api}/predictions", headers=headers, files={"file": ("astronaut.png", photo(), "image/png")})
+        from tests.fixtures.reports import astronaut
+
+        reply = http.post(f"{api}/predictions", headers=headers, files={"file": ("astronaut.png", astronaut(), "image/png")})
         if reply.status_code != 201:
             raise CheckFailed(f"{reply.status_code}: {reply.text[:300]}")
         body = reply.json()
@@ -446,18 +435,23 @@ def run_checks(smoke: Smoke) -> None:
         return f"{len(reply.content)} bytes"
     smoke.check("GET annotated.png", annotated, ("gateway", "reports"))
 
+    def wait_job(url: str, timeout_s: float, what: str, failed, shown=lambda got: got):
+        """Polls the job at `url` (a report, a batch) until done; returns `shown` of its last body. A failed job
+        fails the check with `failed` of its body; past `timeout_s`, poll's message names `what`, `shown` last."""
+        def status():
+            got = http.get(url, headers=headers).json()
+            if got["status"] == "failed":
+                raise CheckFailed(failed(got), ("reports-worker", "reports"))
+            return got["status"] == "done", shown(got)
+        return poll(status, timeout_s, what)
+
     def report():
         reply = http.post(f"{api}/reports", headers=headers, json={"prediction_id": prediction["id"], "format": "pdf"})
         if reply.status_code != 202:
             raise CheckFailed(f"{reply.status_code}: {reply.text[:300]}")
         report_id = reply.json()["id"]
-
-        def status():
-            got = http.get(f"{api}/reports/{report_id}", headers=headers).json()
-            if got["status"] == "failed":
-                raise CheckFailed(f"report failed: {got.get('error')}", ("reports-worker", "reports"))
-            return got["status"] == "done", got["status"]
-        poll(status, 120, "the PDF report")
+        wait_job(f"{api}/reports/{report_id}", 120, "the PDF report",
+                 lambda got: f"report failed: {got.get('error')}", lambda got: got["status"])
         pdf = http.get(f"{api}/reports/{report_id}/download", headers=headers)
         if pdf.status_code != 200 or not pdf.content.startswith(b"%PDF"):
             raise CheckFailed(f"download: {pdf.status_code} {pdf.headers.get('content-type')}")
@@ -465,18 +459,14 @@ def run_checks(smoke: Smoke) -> None:
     smoke.check("PDF report done and downloaded", report, ("reports-worker", "reports"))
 
     def batch():
-        files = [("files", ("astronaut.png", photo(), "image/png")), ("files", ("astronaut-small.jpg", photo(320, "JPEG"), "image/jpeg"))]
+        from tests.fixtures.reports import astronaut
+
+        files = [("files", ("astronaut.png", astronaut(), "image/png")), ("files", ("astronaut-small.jpg", astronaut("JPEG", 320), "image/jpeg"))]
         reply = http.post(f"{api}/batches", headers=headers, files=files)
         if reply.status_code != 202:
             raise CheckFailed(f"{reply.status_code}: {reply.text[:300]}")
         batch_id = reply.json()["id"]
-
-        def status():
-            got = http.get(f"{api}/batches/{batch_id}", headers=headers).json()
-            if got["status"] == "failed":
-                raise CheckFailed(f"batch failed: {got}", ("reports-worker", "reports"))
-            return got["status"] == "done", got
-        got = poll(status, 180, "the batch")
+        got = wait_job(f"{api}/batches/{batch_id}", 180, "the batch", lambda got: f"batch failed: {got}")
         items = got["items"]
         bad = [i for i in items if i["status"] != "done" or not i.get("faces")]
         if len(items) != 2 or bad:

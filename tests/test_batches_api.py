@@ -8,23 +8,16 @@ import io
 import zipfile
 
 import pytest
-from PIL import Image
-from skimage import data as skdata
 
 from ferkit.limits import ARCHIVE_MAX_MEMBERS
 from ferkit.vision import CLASSES
 from services.gateway.app import create_app
 from tests.fixtures.auth import register_and_login
-from tests.fixtures.reports import start_worker_thread
+from tests.fixtures.inference import settled
+from tests.fixtures.reports import astronaut
 
 API = "/api/v1"
 MiB = 1024 * 1024
-
-
-def jpeg(size: int = 512) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(skdata.astronaut()).resize((size, size)).save(out, "JPEG", quality=85)
-    return out.getvalue()
 
 
 def zip_of(entries: list[tuple[str, bytes]]) -> bytes:
@@ -33,15 +26,6 @@ def zip_of(entries: list[tuple[str, bytes]]) -> bytes:
         for name, content in entries:
             archive.writestr(name, content)
     return out.getvalue()
-
-
-@pytest.fixture(scope="module")
-def batch_worker(predictions_gateway):
-    """A reports worker for the fixture's deployment: batches (and reports on them) run there."""
-    worker, thread = start_worker_thread(predictions_gateway.reports_settings, name="batches-test-worker")
-    yield worker
-    worker.stop()
-    thread.join(15)
 
 
 @pytest.fixture
@@ -57,23 +41,10 @@ async def limited_gateway(predictions_gateway):
             yield client
 
 
-async def settled(client, url: str, headers: dict, timeout_s: float = 180.0) -> dict:
-    """The batch once done or failed (polled)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        reply = await client.get(url, headers=headers)
-        assert reply.status_code == 200, reply.text
-        body = reply.json()
-        if body["status"] in ("done", "failed"):
-            return body
-        assert asyncio.get_running_loop().time() < deadline, f"the batch did not finish in {timeout_s} s: {body}"
-        await asyncio.sleep(0.3)
-
-
-async def test_files_and_a_zip_become_predictions_a_csv_and_skipped_items(predictions_gateway, batch_worker):
+async def test_files_and_a_zip_become_predictions_a_csv_and_skipped_items(predictions_gateway, predictions_worker):
     client = predictions_gateway
     alice, mallory = await register_and_login(client), await register_and_login(client)
-    photo = jpeg()
+    photo = astronaut("JPEG", 512, quality=85)
     archive = zip_of([
         ("photos/", b""),
         ("photos/a.jpg", photo),
@@ -90,7 +61,7 @@ async def test_files_and_a_zip_become_predictions_a_csv_and_skipped_items(predic
     batch_id = created.json()["id"]
     assert created.headers["location"] == f"{API}/batches/{batch_id}"
 
-    batch = await settled(client, created.headers["location"], alice["headers"])
+    batch = await settled(client, created.headers["location"], alice["headers"], 180.0, "the batch did not finish")
     assert batch["status"] == "done" and batch["progress"] == {"done": 7, "total": 7} and batch["failed"] == 5
     assert batch["notes"] == "class 3B" and batch["error"] is None
     items = {item["filename"]: item for item in batch["items"]}
@@ -146,7 +117,7 @@ async def test_files_and_a_zip_become_predictions_a_csv_and_skipped_items(predic
 
 async def test_what_a_batch_refuses(predictions_gateway, limited_gateway):
     headers = (await register_and_login(predictions_gateway))["headers"]
-    photo = jpeg(256)
+    photo = astronaut("JPEG", 256, quality=85)
 
     nothing = await predictions_gateway.post(f"{API}/batches", headers=headers, data={"notes": "no files"})
     assert nothing.status_code == 422 and "`files`" in nothing.json()["detail"][0]["msg"]

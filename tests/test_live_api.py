@@ -5,16 +5,13 @@ the newest answered and the rest counted as skipped; a frame that is not an imag
 error and the socket stays open; an oversized frame closes with 1009."""
 import asyncio
 import base64
-import io
 import json
 import time
 
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
-from PIL import Image
 from prometheus_client import REGISTRY
-from skimage import data as skdata
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -22,14 +19,9 @@ from ferkit.limits import LIVE_FRAME_MAX_BYTES
 from ferkit.vision import CLASSES
 from tests.fixtures.auth import register_and_login, session_of
 from tests.fixtures.inference import served_copy
+from tests.fixtures.reports import astronaut
 
 AUTH_TIMEOUT_S = 0.5
-
-
-def astronaut_jpeg(size: int = 320) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(skdata.astronaut()).resize((size, size)).save(out, "JPEG", quality=85)
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +61,7 @@ async def test_a_valid_token_gets_the_faces_of_each_frame(live_url, account):
     before = sample("live_frames_total", outcome="answered"), sample("live_sessions_open")
     ws = await signed_in(live_url, account["tokens"]["access_token"])
     assert sample("live_sessions_open") == before[1] + 1
-    await ws.send(astronaut_jpeg(512))
+    await ws.send(astronaut("JPEG", 512, quality=85))
     reply = json.loads(await asyncio.wait_for(ws.recv(), 30))
     assert set(reply) == {"seq", "faces", "ms", "skipped"} and reply["seq"] == 1 and reply["skipped"] == 0
     assert 0 < reply["ms"] < 30_000
@@ -85,7 +77,7 @@ async def test_a_valid_token_gets_the_faces_of_each_frame(live_url, account):
     # A fresh token mid-session (the access token lasts minutes) is answered "ready" again.
     await ws.send(json.dumps({"token": account["tokens"]["access_token"]}))
     assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "ready"
-    await ws.send(astronaut_jpeg(256))
+    await ws.send(astronaut("JPEG", 256, quality=85))
     again = json.loads(await asyncio.wait_for(ws.recv(), 30))
     assert again["seq"] == 3 and len(again["faces"]) == 1
     await ws.close()
@@ -112,7 +104,7 @@ def forged_token(account: dict) -> str:
 async def test_a_bad_first_message_closes_with_policy_violation(live_url, account, first):
     ws = await connect(live_url)
     if first == "binary":
-        await ws.send(astronaut_jpeg(64))
+        await ws.send(astronaut("JPEG", 64, quality=85))
     else:
         token = {"forged": forged_token(account), "garbage": "not.a.token"}.get(first)
         await ws.send(json.dumps({"token": token} if token else {"hello": "there"}))
@@ -132,7 +124,7 @@ async def test_no_token_in_time_closes_with_policy_violation(live_url):
 async def test_a_flood_gets_the_newest_frame_answered_and_the_rest_skipped(live_url, account):
     skipped_before = sample("live_frames_total", outcome="skipped")
     ws = await signed_in(live_url, account["tokens"]["access_token"])
-    frame = astronaut_jpeg(320)
+    frame = astronaut("JPEG", 320, quality=85)
     for _ in range(30):  # without waiting for any reply
         await ws.send(frame)
     replies = []

@@ -3,7 +3,6 @@ worker), inference and Triton, on a video the test makes (the astronaut's face m
 the face becomes one track that follows it, with a summary, a timeline chart and CSV; containers are
 recognised from their bytes (anything else is a 415); the limits answer 413 and 422; another user's
 video is 404."""
-import asyncio
 import csv
 import io
 
@@ -15,19 +14,11 @@ from ferkit.vision import CLASSES
 from services.gateway.app import create_app
 from services.gateway.routers.videos import sniff_container
 from tests.fixtures.auth import register_and_login
-from tests.fixtures.reports import sample_png, start_worker_thread
+from tests.fixtures.inference import settled
+from tests.fixtures.reports import sample_png
 from tests.fixtures.videos import write_video
 
 API = "/api/v1"
-
-
-@pytest.fixture(scope="module")
-def video_worker(predictions_gateway):
-    """A reports worker for the fixture's deployment: videos are analysed there."""
-    worker, thread = start_worker_thread(predictions_gateway.reports_settings, name="videos-test-worker")
-    yield worker
-    worker.stop()
-    thread.join(15)
 
 
 @pytest.mark.parametrize(("suffix", "codec", "expected"), [
@@ -48,22 +39,7 @@ def test_anything_else_is_not_a_video(head):
     assert sniff_container(head) is None
 
 
-async def settled(client, url: str, headers: dict, timeout_s: float = 240.0) -> dict:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    seen_progress = []
-    while True:
-        reply = await client.get(url, headers=headers)
-        assert reply.status_code == 200, reply.text
-        body = reply.json()
-        seen_progress.append(body["progress"]["done"])
-        if body["status"] in ("done", "failed"):
-            body["seen_progress"] = seen_progress
-            return body
-        assert asyncio.get_running_loop().time() < deadline, f"the video was not analysed in {timeout_s} s: {body}"
-        await asyncio.sleep(0.3)
-
-
-async def test_a_video_becomes_a_track_that_follows_the_face(predictions_gateway, video_worker, tmp_path):
+async def test_a_video_becomes_a_track_that_follows_the_face(predictions_gateway, predictions_worker, tmp_path):
     client = predictions_gateway
     alice, mallory = await register_and_login(client), await register_and_login(client)
     path = tmp_path / "moving.mp4"
@@ -79,7 +55,7 @@ async def test_a_video_becomes_a_track_that_follows_the_face(predictions_gateway
     video_id = created.json()["id"]
     assert created.headers["location"] == f"{API}/videos/{video_id}"
 
-    video = await settled(client, created.headers["location"], alice["headers"])
+    video = await settled(client, created.headers["location"], alice["headers"], 240.0, "the video was not analysed")
     assert video["status"] == "done" and video["error"] is None, video
     assert video["progress"]["done"] == video["progress"]["total"] >= 10
     assert abs(video["duration_s"] - 3.0) < 0.25 and video["fps"] == 4

@@ -3,6 +3,7 @@
 Install what they need with scripts/install-browser.sh. Screenshots go to test-artifacts/e2e/.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -123,12 +124,13 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, platform_url):
-    """A fresh browser profile per test; an uncaught script error anywhere fails the test."""
+def _fresh_page(browser, platform_url: str, **context_options):
+    """A page in a fresh browser profile (`context_options` added to its settings), closed after the test;
+    an uncaught script error anywhere fails the test."""
     # A zone far from UTC, so a time shown in the wrong zone is caught.
     context = browser.new_context(
-        base_url=platform_url, viewport={"width": 1100, "height": 900}, accept_downloads=True, locale="en-US", timezone_id=TIMEZONE
+        base_url=platform_url, viewport={"width": 1100, "height": 900}, accept_downloads=True, locale="en-US",
+        timezone_id=TIMEZONE, **context_options,
     )
     page = context.new_page()
     page.set_default_timeout(20_000)
@@ -137,6 +139,19 @@ def page(browser, platform_url):
     yield page
     context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+def page(browser, platform_url):
+    """A fresh browser profile per test; an uncaught script error anywhere fails the test."""
+    yield from _fresh_page(browser, platform_url)
+
+
+def fail_on_alert(page, scope: str = "main") -> None:
+    """Fails the test when `scope` shows an alert with text (an error the page reports)."""
+    alert = page.locator(scope).get_by_role("alert").filter(has_text=re.compile(r"\S"))
+    if alert.count() and alert.first.is_visible():
+        pytest.fail(f"the page shows an error: {alert.first.inner_text()}")
 
 
 def screenshot(page, name: str) -> Path:
@@ -216,17 +231,7 @@ def camera_browser(browser, fake_camera_file):
 @pytest.fixture
 def camera_page(camera_browser, platform_url):
     """As `page`, in the browser with the fake camera."""
-    context = camera_browser.new_context(
-        base_url=platform_url, viewport={"width": 1100, "height": 900}, accept_downloads=True, locale="en-US",
-        timezone_id=TIMEZONE, permissions=["camera"],
-    )
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
+    yield from _fresh_page(camera_browser, platform_url, permissions=["camera"])
 
 
 # ---- the operators' console -------------------------------------------------------------------------
@@ -251,19 +256,15 @@ def console_platform(tmp_path_factory) -> Iterator[dict]:
         return
     if _console_failure:
         pytest.fail(_console_failure[0], pytrace=False)
-    import shutil
-
     from training.tests.conftest import synth_faces, write_fer_csv
 
+    # scripts.dev serves VAR/models, seeded from models/ when it starts (seed_models).
     var = tmp_path_factory.mktemp("console-platform")
-    models = var / "models"
-    shutil.copytree(ROOT / "models", models, ignore=shutil.ignore_patterns("__pycache__"))
     data = var / "data"
     (data / CONSOLE_DATASET).parent.mkdir(parents=True)
     images, labels = synth_faces(140, seed=3)
     write_fer_csv(data / CONSOLE_DATASET, images, labels, ["Training"] * 84 + ["PublicTest"] * 28 + ["PrivateTest"] * 28, gz=True)
     env = {
-        "INFERENCE_MODEL_REPOSITORY": str(models),
         "INFERENCE_TRAINING_DATA_DIR": str(data),
         "INFERENCE_TRAINING_WORK_DIR": str(var / "training-runs"),
         "INFERENCE_TRAINING_LOG_DIR": str(var / "training-logs"),

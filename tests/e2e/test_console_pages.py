@@ -5,7 +5,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import ADMIN_EMAIL, CONSOLE_DATASET, admin_headers, log_in, register, screenshot
+from tests.e2e.conftest import ADMIN_EMAIL, CONSOLE_DATASET, admin_headers, fail_on_alert, log_in, register, screenshot
 from tests.e2e.test_frontend import assert_fits_and_labelled
 
 JOB_TIMEOUT_MS = 300_000
@@ -34,12 +34,6 @@ def console_nav(page, name: str) -> None:
 def served(api, admin, name="fer_resnet18") -> int | None:
     models = api.get("/models", headers=admin["headers"]).json()["models"]
     return next((m["version"] for m in models if m["name"] == name and m["promoted"]), None)
-
-
-def no_alert(page) -> None:
-    alert = page.locator("main").get_by_role("alert").filter(has_text=re.compile(r"\S"))
-    if alert.count() and alert.first.is_visible():
-        pytest.fail(f"the page shows an error: {alert.first.inner_text()}")
 
 
 def test_a_user_sees_no_console_and_is_told_it_needs_an_administrator(page, api):
@@ -131,7 +125,7 @@ def test_models_figures_comparison_promote_and_rollback(page, api, admin):
     dialog.get_by_role("button", name="Roll back").click()
     page.locator(".notice.success").filter(has_text=f"Rolled back: version {before} of fer_resnet18 serves again.").wait_for(timeout=150_000)
     assert served(api, admin) == before
-    no_alert(page)
+    fail_on_alert(page)
     screenshot(page, "33-console-rolled-back")
 
 

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from tests.e2e.conftest import log_in, register, screenshot
+from tests.e2e.conftest import fail_on_alert, log_in, register, screenshot
 from tests.e2e.test_frontend import CLASSES, assert_fits_and_labelled
 
 JOB_TIMEOUT_MS = 180_000
@@ -36,12 +36,6 @@ def astronaut_files(tmp_path):
 
 def nav(page, name: str) -> None:
     page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True).click()
-
-
-def fail_on_alert(page, scope="main"):
-    alert = page.locator(scope).get_by_role("alert").filter(has_text=re.compile(r"\S"))
-    if alert.count() and alert.first.is_visible():
-        pytest.fail(f"the page shows an error: {alert.first.inner_text()}")
 
 
 def wait_for_job(page) -> None:
